@@ -56,13 +56,13 @@ pub enum Reason {
     /// The policy wanted `wanted`, which is down; the request skips to the next tier that is up.
     SkippedDown {
         wanted: Tier,
-        #[serde(flatten)]
-        inner: Box<Reason>,
+        /// Why the policy wanted to offload in the first place.
+        because: Box<Reason>,
     },
     /// The policy wanted to offload but no tier above is up, so this tier answers after all.
     NoTierAbove {
-        #[serde(flatten)]
-        inner: Box<Reason>,
+        /// Why the policy wanted to offload in the first place.
+        because: Box<Reason>,
     },
 }
 

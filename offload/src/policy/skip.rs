@@ -36,7 +36,7 @@ impl<P: Policy> Policy for SkipUnavailable<P> {
                         to: up,
                         reason: Reason::SkippedDown {
                             wanted: to,
-                            inner: Box::new(reason),
+                            because: Box::new(reason),
                         },
                     },
                     // Nobody above is up: better an answer from here than none.
@@ -60,11 +60,11 @@ impl<P: Policy> Policy for SkipUnavailable<P> {
                 up,
                 Reason::SkippedDown {
                     wanted: to,
-                    inner: Box::new(decision.reason),
+                    because: Box::new(decision.reason),
                 },
             ),
             None => Decision::answer(Reason::NoTierAbove {
-                inner: Box::new(decision.reason),
+                because: Box::new(decision.reason),
             }),
         }
     }

@@ -60,7 +60,7 @@ impl<T: Copy> PerTier<T> {
 
 /// Which policy, with its settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "name", rename_all = "lowercase")]
 pub enum PolicyKind {
     /// Recursive offloading with sliding-window quantile thresholds (the paper's method).
     RecServe {
@@ -205,5 +205,128 @@ impl PolicySpec {
         } else {
             policy
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::policy::{Action, Decision, Reason, decide};
+    use crate::{Confidence, TaskType, TierSet, Windows};
+
+    fn parse(json: &str) -> PolicySpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn recserve_defaults_follow_the_paper() {
+        let spec = parse(r#"{"name": "recserve"}"#);
+        assert_eq!(spec, PolicySpec::default());
+        assert_eq!(spec.window_size(), Some(10_000));
+        assert!(spec.skip_unavailable);
+    }
+
+    #[test]
+    fn beta_is_one_number_or_one_per_tier() {
+        let same = parse(r#"{"name": "recserve", "beta": 0.1, "k": 50}"#);
+        assert_eq!(
+            same.kind,
+            PolicyKind::RecServe {
+                beta: PerTier::same(0.1),
+                k: 50
+            }
+        );
+        let each = parse(r#"{"name": "recserve", "beta": {"device": 0.1, "edge": 0.5}}"#);
+        let PolicyKind::RecServe { beta, .. } = each.kind else {
+            panic!("not recserve: {each:?}")
+        };
+        assert_eq!((beta.device, beta.edge), (0.1, 0.5));
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for json in [
+            r#"{"name":"recserve","beta":{"device":0.3,"edge":0.5},"k":100,"skip_unavailable":false}"#,
+            r#"{"name":"casserve","thresholds":{"device":0.7,"edge":0.6},"skip_unavailable":true}"#,
+            r#"{"name":"colserve","probability":{"device":0.3,"edge":0.3},"seed":9,"skip_unavailable":true}"#,
+            r#"{"name":"endserve","skip_unavailable":true}"#,
+            r#"{"name":"edgeserve","skip_unavailable":true}"#,
+            r#"{"name":"cloudserve","skip_unavailable":true}"#,
+        ] {
+            let spec = parse(json);
+            assert_eq!(serde_json::to_string(&spec).unwrap(), json);
+            assert_eq!(spec.build().unwrap().name(), spec.name());
+        }
+    }
+
+    #[test]
+    fn bad_specs_are_rejected_with_a_reason() {
+        let err = serde_json::from_str::<PolicySpec>(r#"{"name": "fastserve"}"#).unwrap_err();
+        assert!(err.to_string().contains("fastserve"), "{err}");
+        let err = serde_json::from_str::<PolicySpec>(r#"{"name": "casserve"}"#).unwrap_err();
+        assert!(err.to_string().contains("thresholds"), "{err}");
+        for json in [
+            r#"{"name": "recserve", "beta": 1.5}"#,
+            r#"{"name": "recserve", "k": 0}"#,
+            r#"{"name": "casserve", "thresholds": -0.1}"#,
+            r#"{"name": "colserve", "probability": 2}"#,
+        ] {
+            let err = parse(json).build().err().unwrap();
+            assert!(matches!(err, OffloadError::OutOfRange { .. }), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn built_policies_skip_down_tiers_unless_told_not_to() {
+        let mut windows = Windows::new(4).unwrap();
+        let no_edge = TierSet::ALL.without(Tier::Edge);
+        let mut run = |spec: &PolicySpec| {
+            decide(
+                &spec.build().unwrap(),
+                &mut windows,
+                Tier::Device,
+                TaskType::Chat,
+                Confidence::new(0.1).unwrap(),
+                0,
+                no_edge,
+            )
+            .unwrap()
+        };
+        let cas = PolicyKind::CasServe {
+            thresholds: PerTier::same(0.5),
+        };
+        let skipping = PolicySpec::from(cas.clone());
+        assert_eq!(run(&skipping).action, Action::Offload { to: Tier::Cloud });
+        let strict = PolicySpec {
+            kind: cas,
+            skip_unavailable: false,
+        };
+        assert_eq!(run(&strict).action, Action::Offload { to: Tier::Edge });
+    }
+
+    #[test]
+    fn decisions_serialise_for_hop_records() {
+        let d = Decision::offload(
+            Tier::Cloud,
+            Reason::SkippedDown {
+                wanted: Tier::Edge,
+                because: Box::new(Reason::Threshold {
+                    confidence: 0.2,
+                    threshold: 0.4,
+                    window_len: Some(3),
+                }),
+            },
+        );
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "action": "offload", "to": "cloud",
+                "reason": {"kind": "skipped_down", "wanted": "edge", "because":
+                    {"kind": "threshold", "confidence": 0.2, "threshold": 0.4, "window_len": 3}}
+            })
+        );
+        assert_eq!(serde_json::from_value::<Decision>(json).unwrap(), d);
     }
 }
