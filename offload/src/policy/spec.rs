@@ -273,7 +273,10 @@ mod tests {
             r#"{"name": "colserve", "probability": 2}"#,
         ] {
             let err = parse(json).build().err().unwrap();
-            assert!(matches!(err, OffloadError::OutOfRange { .. }), "{json}: {err}");
+            assert!(
+                matches!(err, OffloadError::OutOfRange { .. }),
+                "{json}: {err}"
+            );
         }
     }
 
