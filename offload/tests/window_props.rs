@@ -8,6 +8,7 @@ use offload::{SlidingWindow, Windows};
 use offload::{TaskType, Tier};
 use proptest::prelude::*;
 use std::collections::VecDeque;
+use serde_json::Value;
 
 /// NumPy's `np.quantile(a, beta)` (method "linear"), written out step by step from
 /// `numpy/lib/_function_base_impl.py` (`_quantile`, `_get_indexes`, `_get_gamma`, `_lerp`) on a
@@ -145,14 +146,10 @@ proptest! {
         for (tier, task, w) in windows.iter() {
             let b = back.get(tier, task).unwrap();
             prop_assert_eq!(b.capacity(), k);
-            // serde_json's default float parser (without its `float_roundtrip` feature) is not
-            // always correctly rounded: a value may come back one ulp off.
-            let (ours, theirs): (Vec<f64>, Vec<f64>) = (w.values().collect(), b.values().collect());
-            prop_assert_eq!(ours.len(), theirs.len());
-            for (x, y) in ours.iter().zip(&theirs) {
-                let ulps = x.to_bits().abs_diff(y.to_bits());
-                prop_assert!(x == y || ulps <= 2, "{} vs {}", x, y);
-            }
+            // The workspace enables serde_json's `float_roundtrip`, so values come back exactly.
+            let (ours, theirs): (Vec<u64>, Vec<f64>) =
+                (w.values().map(f64::to_bits).collect(), b.values().collect());
+            prop_assert_eq!(ours, theirs.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
             let mut sorted = theirs.clone();
             sorted.sort_by(f64::total_cmp);
             prop_assert_eq!(b.sorted(), sorted.as_slice());
@@ -162,188 +159,40 @@ proptest! {
 
 // --- The NumPy fixture ------------------------------------------------------------------------
 
-/// A JSON value, with numbers parsed by Rust's exact `str::parse::<f64>` (serde_json's default
-/// float parser is fast but not always correctly rounded, and this test compares bits).
-#[derive(Debug, Clone, PartialEq)]
-enum Json {
-    Null,
-    Number(f64),
-    Str(String),
-    Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn parse(text: &str) -> Json {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value();
-        p.ws();
-        assert_eq!(p.i, p.s.len(), "trailing data in fixture");
-        v
-    }
-    fn get(&self, key: &str) -> &Json {
-        match self {
-            Json::Object(fields) => &fields.iter().find(|(k, _)| k == key).unwrap().1,
-            other => panic!("not an object: {other:?}"),
-        }
-    }
-    fn array(&self) -> &[Json] {
-        match self {
-            Json::Array(items) => items,
-            other => panic!("not an array: {other:?}"),
-        }
-    }
-    fn number(&self) -> f64 {
-        match self {
-            Json::Number(x) => *x,
-            other => panic!("not a number: {other:?}"),
-        }
-    }
-    fn numbers(&self) -> Vec<f64> {
-        self.array().iter().map(Json::number).collect()
-    }
-    fn str(&self) -> &str {
-        match self {
-            Json::Str(s) => s,
-            other => panic!("not a string: {other:?}"),
-        }
-    }
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-    fn eat(&mut self, c: u8) {
-        self.ws();
-        assert_eq!(self.s[self.i], c, "expected {:?} at {}", c as char, self.i);
-        self.i += 1;
-    }
-    fn value(&mut self) -> Json {
-        self.ws();
-        match self.s[self.i] {
-            b'n' => {
-                assert_eq!(&self.s[self.i..self.i + 4], b"null");
-                self.i += 4;
-                Json::Null
-            }
-            b'"' => Json::Str(self.string()),
-            b'[' => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.s[self.i] == b']' {
-                    self.i += 1;
-                    return Json::Array(items);
-                }
-                loop {
-                    items.push(self.value());
-                    self.ws();
-                    self.i += 1;
-                    match self.s[self.i - 1] {
-                        b',' => continue,
-                        b']' => return Json::Array(items),
-                        c => panic!("unexpected {:?} in array", c as char),
-                    }
-                }
-            }
-            b'{' => {
-                self.i += 1;
-                let mut fields = Vec::new();
-                self.ws();
-                if self.s[self.i] == b'}' {
-                    self.i += 1;
-                    return Json::Object(fields);
-                }
-                loop {
-                    self.ws();
-                    let key = self.string();
-                    self.eat(b':');
-                    fields.push((key, self.value()));
-                    self.ws();
-                    self.i += 1;
-                    match self.s[self.i - 1] {
-                        b',' => continue,
-                        b'}' => return Json::Object(fields),
-                        c => panic!("unexpected {:?} in object", c as char),
-                    }
-                }
-            }
-            _ => {
-                let start = self.i;
-                while self.i < self.s.len()
-                    && matches!(
-                        self.s[self.i],
-                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                    )
-                {
-                    self.i += 1;
-                }
-                let text = std::str::from_utf8(&self.s[start..self.i]).unwrap();
-                Json::Number(text.parse().unwrap())
-            }
-        }
-    }
-    fn string(&mut self) -> String {
-        self.eat(b'"');
-        let start = self.i;
-        while self.s[self.i] != b'"' {
-            assert_ne!(self.s[self.i], b'\\', "escapes are not used in the fixture");
-            self.i += 1;
-        }
-        self.i += 1;
-        String::from_utf8(self.s[start..self.i - 1].to_vec()).unwrap()
-    }
-}
-
 const FIXTURE: &str = include_str!("fixtures/numpy_quantiles.json");
 
 #[test]
-fn fixture_parser_reads_numbers_exactly() {
-    let v = Json::parse(r#"{"a":[0.1,1e-08,-2.5e+300,null,"x"],"b":{}}"#);
-    let a = v.get("a").array();
-    assert_eq!(a[0].number().to_bits(), 0.1f64.to_bits());
-    assert_eq!(a[1].number(), 1e-8);
-    assert_eq!(a[2].number(), -2.5e300);
-    assert_eq!(a[3], Json::Null);
-    assert_eq!(a[4].str(), "x");
-    assert_eq!(v.get("b"), &Json::Object(vec![]));
-}
-
-#[test]
 fn quantile_equals_numpy_bit_for_bit() {
-    let doc = Json::parse(FIXTURE);
-    let cases = doc.get("cases").array();
+    // serde_json parses floats exactly here: the workspace enables `float_roundtrip`.
+    let doc: Value = serde_json::from_str(FIXTURE).unwrap();
+    let numbers = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 5);
     let mut compared = 0usize;
     for case in cases {
-        let name = case.get("name").str();
-        let capacity = case.get("capacity").number() as usize;
-        let stream = case.get("stream").numbers();
-        let betas = case.get("betas").numbers();
-        let expected = case.get("expected").array();
+        let name = case["name"].as_str().unwrap();
+        let capacity = case["capacity"].as_u64().unwrap() as usize;
+        let stream = numbers(&case["stream"]);
+        let betas = numbers(&case["betas"]);
+        let expected = case["expected"].as_array().unwrap();
         assert_eq!(expected.len(), stream.len(), "{name}");
         let mut window = SlidingWindow::new(capacity).unwrap();
         for (i, (&v, row)) in stream.iter().zip(expected).enumerate() {
             window.push(v).unwrap();
             match row {
-                Json::Null => {
+                Value::Null => {
                     for &beta in &betas {
                         assert_eq!(window.quantile(beta).unwrap(), None, "{name} #{i}");
                     }
                 }
                 row => {
-                    let row = row.numbers();
+                    let row = numbers(row);
                     assert_eq!(row.len(), betas.len(), "{name} #{i}");
                     for (&beta, &numpy) in betas.iter().zip(&row) {
                         let ours = window.quantile(beta).unwrap().unwrap();
