@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod plot;
 pub mod replay;
 pub mod report;
+pub mod run;
 pub mod traces;

@@ -1,1 +1,233 @@
-fn main() {}
+//! `eval`: the evaluation harness's command line (issue 7).
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use eval::datasets::{self, Dataset, load_dir};
+use eval::metrics;
+use eval::run::{self, DEFAULT_SHIFT, Options};
+use eval::traces::TraceStore;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "eval",
+    about = "Reproduce the RecServe comparison: datasets → traces → policy replays → tables and plots"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DataArgs {
+    /// Folder of JSONL datasets (any of the known layouts, subfolders included)
+    /// [default: <workspace>/../shared/datasets]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Only these datasets (names as `eval datasets` lists them), comma-separated
+    #[arg(long, value_delimiter = ',')]
+    datasets: Vec<String>,
+}
+
+#[derive(clap::Args, Clone)]
+struct ReplayArgs {
+    /// At most this many items per dataset
+    #[arg(long)]
+    quick: Option<usize>,
+    /// Results folder [default: <workspace>/target/eval]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Items per time bucket in the shift plot
+    #[arg(long, default_value_t = 100)]
+    bucket: usize,
+    /// Shift stream FIRST,SECOND (repeatable) [default: arc_easy_test,arc_challenge_test]
+    #[arg(long, value_name = "FIRST,SECOND")]
+    shift: Vec<String>,
+    /// Pick the device trace by model name or hash prefix, when there are several
+    #[arg(long)]
+    device_model: Option<String>,
+    #[arg(long)]
+    edge_model: Option<String>,
+    #[arg(long)]
+    cloud_model: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the datasets found, with their detected layout and item counts
+    Datasets {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Replay every policy over existing traces and write summary.json, tables and plots
+    Replay {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        args: ReplayArgs,
+        /// Trace folder [default: <workspace>/target/eval/traces]
+        #[arg(long)]
+        traces: Option<PathBuf>,
+    },
+    /// Generate SYNTHETIC traces (not measurements) and replay them, to exercise the pipeline
+    /// without an engine; writes under <workspace>/target/eval/synthetic by default
+    Synthetic {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        args: ReplayArgs,
+    },
+    /// Corpus BLEU and chrF (sacreBLEU defaults) of a hypothesis file against a reference file,
+    /// one segment per line
+    Score {
+        #[arg(long)]
+        hyp: PathBuf,
+        #[arg(long = "ref")]
+        reference: PathBuf,
+    },
+}
+
+fn load(data: &DataArgs) -> Result<Vec<Dataset>> {
+    let dir = data.data.clone().unwrap_or_else(datasets::default_data_dir);
+    if !dir.is_dir() {
+        bail!(
+            "no dataset folder at {} (pass --data DIR)",
+            run::display(&dir)
+        );
+    }
+    let loaded = load_dir(&dir)?;
+    for (path, why) in &loaded.skipped {
+        eprintln!("warning: skipped {}: {why}", run::display(path));
+    }
+    let mut sets = loaded.datasets;
+    if !data.datasets.is_empty() {
+        for want in &data.datasets {
+            if !sets.iter().any(|d| &d.name == want) {
+                bail!("no dataset named {want} in {}", run::display(&dir));
+            }
+        }
+        sets.retain(|d| data.datasets.contains(&d.name));
+    }
+    Ok(sets)
+}
+
+fn options(args: &ReplayArgs, default_out: PathBuf) -> Result<Options> {
+    let mut shifts = Vec::new();
+    for s in &args.shift {
+        let Some((a, b)) = s.split_once(',') else {
+            bail!("--shift takes FIRST,SECOND, got {s:?}");
+        };
+        shifts.push((a.to_string(), b.to_string()));
+    }
+    if shifts.is_empty() {
+        shifts.push((DEFAULT_SHIFT.0.to_string(), DEFAULT_SHIFT.1.to_string()));
+    }
+    if args.bucket == 0 {
+        bail!("--bucket must be at least 1");
+    }
+    Ok(Options {
+        out: args.out.clone().unwrap_or(default_out),
+        quick: args.quick,
+        bucket: args.bucket,
+        shifts,
+        model_filter: [
+            args.device_model.clone(),
+            args.edge_model.clone(),
+            args.cloud_model.clone(),
+        ],
+    })
+}
+
+fn report(outputs: &run::Outputs) {
+    for (name, why) in &outputs.skipped {
+        eprintln!("left out {name}: {why}");
+    }
+    for f in &outputs.files {
+        println!("wrote {}", run::display(f));
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let eval_dir = datasets::workspace_root().join("target").join("eval");
+    match cli.command {
+        Command::Datasets { data } => {
+            for ds in load(&data)? {
+                println!(
+                    "{:<22} {:<16} {:>6} items  {}  sha256 {}",
+                    ds.name,
+                    ds.layout.as_str(),
+                    ds.items.len(),
+                    run::display(&ds.path),
+                    &ds.sha256[..12]
+                );
+            }
+        }
+        Command::Replay { data, args, traces } => {
+            let sets = load(&data)?;
+            let opts = options(&args, eval_dir.clone())?;
+            let store = TraceStore::new(traces.unwrap_or_else(TraceStore::default_dir));
+            let outputs = run::run_replays(&sets, &store, &opts)?;
+            report(&outputs);
+            if outputs.reports.is_empty() {
+                bail!(
+                    "no dataset has traces for all three tiers in {} (the engine-backed trace \
+                     source is not built yet; `eval synthetic` exercises the pipeline)",
+                    run::display(&store.dir)
+                );
+            }
+        }
+        Command::Synthetic { data, args } => {
+            let sets = load(&data)?;
+            let mut opts = options(&args, eval_dir.join("synthetic"))?;
+            if opts.quick.is_none() {
+                opts.quick = Some(400);
+            }
+            let store = TraceStore::new(opts.out.join("traces"));
+            eprintln!(
+                "SYNTHETIC traces: generated numbers, not measurements (into {})",
+                run::display(&store.dir)
+            );
+            run::fill_synthetic(&sets, &store, &opts, &mut |name, tier, done, total| {
+                if done == total || done % 1000 == 0 {
+                    eprintln!("  {name} {tier}: {done}/{total}");
+                }
+            })?;
+            let outputs = run::run_replays(&sets, &store, &opts)?;
+            report(&outputs);
+        }
+        Command::Score { hyp, reference } => {
+            let read = |p: &PathBuf| -> Result<Vec<String>> {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", run::display(p)))?;
+                Ok(text.lines().map(str::to_string).collect())
+            };
+            let (h, r) = (read(&hyp)?, read(&reference)?);
+            if h.len() != r.len() {
+                bail!(
+                    "{} has {} lines but {} has {}",
+                    run::display(&hyp),
+                    h.len(),
+                    run::display(&reference),
+                    r.len()
+                );
+            }
+            let refs: Vec<Vec<&str>> = r.iter().map(|x| vec![x.as_str()]).collect();
+            let bleu = metrics::corpus_bleu(&h, &refs);
+            println!(
+                "BLEU = {:.2} {:.1}/{:.1}/{:.1}/{:.1} (BP = {:.3} ratio = {:.3} hyp_len = {} ref_len = {})",
+                bleu.score,
+                bleu.precisions[0],
+                bleu.precisions[1],
+                bleu.precisions[2],
+                bleu.precisions[3],
+                bleu.bp,
+                bleu.stats.hyp_len as f64 / (bleu.stats.ref_len.max(1)) as f64,
+                bleu.stats.hyp_len,
+                bleu.stats.ref_len
+            );
+            println!("chrF2 = {:.2}", metrics::corpus_chrf(&h, &refs));
+        }
+    }
+    Ok(())
+}

@@ -219,7 +219,7 @@ pub fn bleu_from_stats(stats: &BleuStats, effective_order: bool) -> BleuScore {
     }
     let mut smooth_mteval = 1.0f64;
     let mut eff_order = BLEU_MAX_ORDER;
-    for n in 0..BLEU_MAX_ORDER {
+    for (n, precision) in precisions.iter_mut().enumerate() {
         let (correct, total) = (stats.correct[n], stats.total[n]);
         if total == 0 {
             break;
@@ -229,9 +229,9 @@ pub fn bleu_from_stats(stats: &BleuStats, effective_order: bool) -> BleuScore {
         }
         if correct == 0 {
             smooth_mteval *= 2.0;
-            precisions[n] = 100.0 / (smooth_mteval * total as f64);
+            *precision = 100.0 / (smooth_mteval * total as f64);
         } else {
-            precisions[n] = 100.0 * correct as f64 / total as f64;
+            *precision = 100.0 * correct as f64 / total as f64;
         }
     }
     let log_sum = precisions[..eff_order]
@@ -393,10 +393,10 @@ pub fn percent(hits: usize, n: usize) -> Option<f64> {
 /// The final number of a generated GSM8K answer: the text after the last `####` if there is
 /// one, otherwise the last number in the text (`1,234`, `-3.5`, `$18` all count).
 pub fn final_number(text: &str) -> Option<f64> {
-    if let Some((_, after)) = text.rsplit_once("####") {
-        if let Some(x) = numbers(after).into_iter().next() {
-            return Some(x);
-        }
+    if let Some((_, after)) = text.rsplit_once("####")
+        && let Some(x) = numbers(after).into_iter().next()
+    {
+        return Some(x);
     }
     numbers(text).into_iter().last()
 }

@@ -1,5 +1,8 @@
 //! Layout detection on small files in temporary folders, and on the real shared datasets.
 
+// Test helpers may unwrap: a panic there is a failing test.
+#![allow(clippy::unwrap_used)]
+
 use eval::datasets::{Gold, Layout, default_data_dir, load_dir, load_file};
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,9 @@
 //! Policy replays on synthetic traces, where the right numbers are known by construction.
 //! (Synthetic: nothing here is a measurement.)
 
+// Test helpers may unwrap: a panic there is a failing test.
+#![allow(clippy::unwrap_used)]
+
 use eval::datasets::{Gold, Item, Layout};
 use eval::replay::{
     StreamEntry, bucket_rates, offload_rate, replay, split_halves, standard_replays, summarize,
