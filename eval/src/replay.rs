@@ -109,6 +109,36 @@ fn tokens(r: &TraceRecord) -> TokenCounts {
 /// Replays `spec` over `stream`, in order, with fresh windows of the policy's `k` (the
 /// default `k` for policies without windows).
 pub fn replay(name: &str, spec: &PolicySpec, stream: &[StreamEntry<'_>]) -> Result<Replay> {
+    replay_inner(name, spec, stream, false).map(|(r, _)| r)
+}
+
+/// The bodies that crossed one link for one item: the request sent up and the response that
+/// came back down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkBodies {
+    pub request: Value,
+    pub response: Value,
+}
+
+/// [`replay`], also returning every body it counted, per item and link (device→edge,
+/// edge→cloud); for checking them against the wire types and, later, against a live run.
+pub fn replay_with_bodies(
+    name: &str,
+    spec: &PolicySpec,
+    stream: &[StreamEntry<'_>],
+) -> Result<(Replay, Vec<[Option<LinkBodies>; 2]>)> {
+    replay_inner(name, spec, stream, true)
+}
+
+type Bodies = Vec<[Option<LinkBodies>; 2]>;
+
+fn replay_inner(
+    name: &str,
+    spec: &PolicySpec,
+    stream: &[StreamEntry<'_>],
+    keep: bool,
+) -> Result<(Replay, Bodies)> {
+    let mut kept: Bodies = Vec::new();
     let policy = spec.build()?;
     let mut windows = match spec.window_size() {
         Some(k) => Windows::new(k)?,
@@ -121,6 +151,7 @@ pub fn replay(name: &str, spec: &PolicySpec, stream: &[StreamEntry<'_>]) -> Resu
         let task = entry.item.task;
         let mut hops: Vec<HopRecord> = Vec::new();
         let mut sent = [0u64; 2];
+        let mut requests: [Option<Value>; 2] = [None, None];
         let mut attempted = [false; 3];
         let mut offloaded = [false; 3];
         let mut tier = Tier::Device;
@@ -185,14 +216,22 @@ pub fn replay(name: &str, spec: &PolicySpec, stream: &[StreamEntry<'_>]) -> Resu
             hops.push(hop);
             let body = request_body(&entry.records[up.index()].request_body, spec, &hops)?;
             sent[tier.index()] = body_len(&body)?;
+            if keep {
+                requests[tier.index()] = Some(body);
+            }
             tier = up;
         };
         // The answer travels down, each tier completing its own record with its link's bytes.
         let mut ext = OffloadResponse::new(answered_by, hops);
         let mut links = [LinkBytes::default(); 2];
+        let mut bodies: [Option<LinkBodies>; 2] = [None, None];
         let base = &entry.records[answered_by.index()].response_body;
         for lower in (0..answered_by.index()).rev() {
-            let received = body_len(&response_body(base, &ext)?)?;
+            let response = response_body(base, &ext)?;
+            let received = body_len(&response)?;
+            if keep && let Some(request) = requests[lower].take() {
+                bodies[lower] = Some(LinkBodies { request, response });
+            }
             links[lower] = LinkBytes {
                 sent: sent[lower],
                 received,
@@ -208,12 +247,18 @@ pub fn replay(name: &str, spec: &PolicySpec, stream: &[StreamEntry<'_>]) -> Resu
             offloaded,
             links,
         });
+        if keep {
+            kept.push(bodies);
+        }
     }
-    Ok(Replay {
-        name: name.to_string(),
-        spec: spec.clone(),
-        outcomes,
-    })
+    Ok((
+        Replay {
+            name: name.to_string(),
+            spec: spec.clone(),
+            outcomes,
+        },
+        kept,
+    ))
 }
 
 /// A replay's numbers, as `summary.json` rows report them.
