@@ -188,8 +188,11 @@ fn main() -> Result<()> {
                 "SYNTHETIC traces: generated numbers, not measurements (into {})",
                 run::display(&store.dir)
             );
+            let mut last = std::time::Instant::now();
             run::fill_synthetic(&sets, &store, &opts, &mut |name, tier, done, total| {
-                if done == total || done % 1000 == 0 {
+                // Progress at most every two seconds, and at the end of each trace.
+                if done == total || last.elapsed().as_secs_f64() >= 2.0 {
+                    last = std::time::Instant::now();
                     eprintln!("  {name} {tier}: {done}/{total}");
                 }
             })?;
