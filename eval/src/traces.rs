@@ -28,9 +28,13 @@
 
 use crate::datasets::{Dataset, Gold, Item, Layout, hex};
 use anyhow::{Context, Result, anyhow, bail};
+use offload::wire::{
+    ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, FinishReason,
+    OffloadRequest, Usage,
+};
 use offload::{Confidence, Tier};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -364,6 +368,59 @@ pub fn read_text(path: &Path) -> Result<String> {
     Ok(s)
 }
 
+/// The answer options as they travel in `offload.options`: the label words for classification,
+/// and the option **letters** (`A`, `B`, …) for multiple choice, whose texts are listed with
+/// their letters in the prompt ([`Item::prompt`]). Letters keep every item within the wire's
+/// option rules (at most 256 characters each, no duplicates), which the option texts of 136
+/// PIQA items and 136 MMLU test items (127 too long, 9 with duplicates) break.
+pub fn wire_options(item: &Item) -> Option<Vec<String>> {
+    match item.layout {
+        Layout::Classification => Some(item.options.clone()),
+        Layout::MultipleChoice => Some(
+            (0..item.options.len())
+                .map(crate::datasets::option_letter)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The OpenAI chat request a client sends a tier for `item`: the prompt as one user message,
+/// `logprobs` on, `max_tokens`, and `offload.task` (with [`wire_options`]). This is a trace
+/// record's policy-independent `request_body`.
+pub fn client_request(item: &Item, model: &str, max_tokens: u32) -> ChatCompletionRequest {
+    let mut request = ChatCompletionRequest::new(vec![ChatMessage::user(item.prompt())]);
+    request.model = Some(model.to_string());
+    request.max_tokens = Some(max_tokens);
+    request.logprobs = true;
+    request.offload = Some(match wire_options(item) {
+        Some(options) => OffloadRequest::with_options(item.task, options),
+        None => OffloadRequest::new(item.task),
+    });
+    request
+}
+
+/// The OpenAI chat response a tier returns with `answer` (without the `offload` object): a
+/// trace record's policy-independent `response_body`.
+pub fn client_response(
+    id: &str,
+    model: &str,
+    answer: &str,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+) -> ChatCompletionResponse {
+    let choice = ChatChoice {
+        index: 0,
+        message: ChatMessage::new(offload::wire::Role::Assistant, answer),
+        logprobs: None,
+        finish_reason: Some(FinishReason::Stop),
+    };
+    let mut response = ChatCompletionResponse::new(id, 0, model, choice);
+    let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    response.usage = Some(Usage::new(clamp(prompt_tokens), clamp(completion_tokens)));
+    response
+}
+
 /// **Synthetic** traces, for tests and for exercising the pipeline before an engine exists.
 /// Nothing here is measured: every number is drawn from a seeded hash, and [`ModelInfo::synthetic`]
 /// is set, so the metadata says so.
@@ -474,33 +531,20 @@ impl SyntheticSource {
         let compute_ms = ((prompt_tokens + 4 * completion_tokens) as f64 * ms_per_token * 1000.0)
             .round()
             / 1000.0;
-        let mut offload = json!({ "task": item.task });
-        if !item.options.is_empty() {
-            offload["options"] = json!(item.options);
-        }
-        let request_body = json!({
-            "model": model,
-            "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": if choice.is_some() { 1 } else { 256 },
-            "logprobs": true,
-            "offload": offload,
-        });
-        let response_body = json!({
-            "id": format!("synthetic-{}-{}", tier, item.index),
-            "object": "chat.completion",
-            "created": 0,
-            "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": prediction},
-                "finish_reason": "stop",
-            }],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        });
+        let max_tokens = if choice.is_some() { 1 } else { 256 };
+        let request_body = serde_json::to_value(client_request(item, &model, max_tokens))?;
+        // Multiple choice answers with the option's letter, as the prompt asks.
+        let answer = match (item.layout, choice) {
+            (Layout::MultipleChoice, Some(c)) => crate::datasets::option_letter(c),
+            _ => prediction.clone(),
+        };
+        let response_body = serde_json::to_value(client_response(
+            &format!("synthetic-{}-{}", tier, item.index),
+            &model,
+            &answer,
+            prompt_tokens,
+            completion_tokens,
+        ))?;
         let has_gold = !matches!(item.gold, Gold::None);
         Ok(TraceRecord {
             item: item.index,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use eval::datasets::{Gold, Layout, default_data_dir, load_dir, load_file};
+use eval::traces::client_request;
 use std::path::{Path, PathBuf};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -178,4 +179,15 @@ fn the_shared_datasets_load_with_their_documented_counts() {
         .map(|i| i.turns.len())
         .sum();
     assert_eq!(turns, 4208, "MT-Bench-101 turns");
+
+    // Every item's client request is a valid wire request (what a tier accepts).
+    let limits = offload::wire::Limits::default();
+    for ds in &load.datasets {
+        for item in &ds.items {
+            let body = serde_json::to_vec(&client_request(item, "m", 256)).unwrap();
+            if let Err(e) = offload::wire::ChatCompletionRequest::parse(&body, &limits) {
+                panic!("{} item {} ({}): {e}", ds.name, item.index, item.id);
+            }
+        }
+    }
 }
