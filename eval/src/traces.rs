@@ -32,7 +32,7 @@ use offload::wire::{
     ChatChoice, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, FinishReason,
     OffloadRequest, Usage,
 };
-use offload::{Confidence, Tier};
+use offload::{Confidence, PerplexityAccumulator, Tier};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -419,6 +419,99 @@ pub fn client_response(
     let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     response.usage = Some(Usage::new(clamp(prompt_tokens), clamp(completion_tokens)));
     response
+}
+
+/// What a model produced for one item, before it becomes a [`TraceRecord`]: what the
+/// engine-backed source measures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelOutput {
+    /// Option-scoring tasks: one score (logit or summed log-prob) per option, in option order.
+    OptionScores(Vec<f64>),
+    /// Generation tasks: the text and the natural-log probability of each generated token.
+    Generation { text: String, logprobs: Vec<f64> },
+}
+
+/// Measured costs of one model call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallCost {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub compute_ms: f64,
+}
+
+/// Builds a [`TraceRecord`] from a model's raw output, with the confidence of DESIGN.md §1.1
+/// computed by `offload` (`pick`/max softmax over option scores, `1/(1+PPL)` over token
+/// log-probs), correctness by this crate's metrics (option = gold, GSM8K final number, sentence
+/// BLEU as the per-item score of a translation), and the bodies of [`client_request`] /
+/// [`client_response`]. Errors (no options, non-finite scores, no tokens) name the item.
+pub fn record_from_output(
+    tier: Tier,
+    model: &str,
+    item: &Item,
+    output: ModelOutput,
+    cost: CallCost,
+    max_tokens: u32,
+) -> Result<TraceRecord> {
+    let what = || format!("item {} ({})", item.index, item.id);
+    let (prediction, choice, confidence, answer) = match output {
+        ModelOutput::OptionScores(scores) => {
+            if scores.len() != item.options.len() {
+                bail!(
+                    "{}: {} scores for {} options",
+                    what(),
+                    scores.len(),
+                    item.options.len()
+                );
+            }
+            let (c, confidence) = offload::confidence::pick(&scores).with_context(what)?;
+            let text = item.options.get(c).cloned().unwrap_or_default();
+            let answer = match item.layout {
+                Layout::MultipleChoice => crate::datasets::option_letter(c),
+                _ => text.clone(),
+            };
+            (text, Some(c), confidence, answer)
+        }
+        ModelOutput::Generation { text, logprobs } => {
+            let confidence = PerplexityAccumulator::from_logprobs(logprobs)
+                .and_then(|acc| acc.confidence())
+                .with_context(what)?;
+            (text.clone(), None, confidence, text)
+        }
+    };
+    let (correct, score) = match (&item.gold, choice) {
+        (Gold::Choice(g), Some(c)) => (Some(*g == c), None),
+        (Gold::Number(g), _) => (Some(crate::metrics::gsm8k_match(&prediction, g)), None),
+        (Gold::Reference(r), _) => (
+            None,
+            Some(crate::metrics::sentence_bleu(&prediction, &[r]).score),
+        ),
+        _ => (None, None),
+    };
+    if !cost.compute_ms.is_finite() || cost.compute_ms < 0.0 {
+        bail!("{}: compute time {} ms", what(), cost.compute_ms);
+    }
+    Ok(TraceRecord {
+        item: item.index,
+        id: item.id.clone(),
+        tier,
+        model: model.to_string(),
+        prediction,
+        choice,
+        correct,
+        score,
+        confidence,
+        prompt_tokens: cost.prompt_tokens,
+        completion_tokens: cost.completion_tokens,
+        compute_ms: cost.compute_ms,
+        request_body: serde_json::to_value(client_request(item, model, max_tokens))?,
+        response_body: serde_json::to_value(client_response(
+            &format!("{}-{}-{}", tier, model, item.index),
+            model,
+            &answer,
+            cost.prompt_tokens,
+            cost.completion_tokens,
+        ))?,
+    })
 }
 
 /// **Synthetic** traces, for tests and for exercising the pipeline before an engine exists.

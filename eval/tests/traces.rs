@@ -312,3 +312,100 @@ fn the_pipeline_writes_the_summary_the_issue_specifies() {
         10
     );
 }
+
+#[test]
+fn records_are_built_from_raw_model_output_with_offloads_confidence() {
+    use eval::datasets::read_items;
+    use eval::traces::{CallCost, ModelOutput, record_from_output};
+    let text = r#"{"id":"m1","question":"q","choices":["a","b","c"],"answer":1}"#;
+    let (_, mc) = read_items(&mut text.as_bytes(), Path::new("m.jsonl"), "m").unwrap();
+    let cost = CallCost {
+        prompt_tokens: 10,
+        completion_tokens: 1,
+        compute_ms: 3.5,
+    };
+    let r = record_from_output(
+        Tier::Device,
+        "tiny",
+        &mc[0],
+        ModelOutput::OptionScores(vec![1.0, 3.0, 2.0]),
+        cost,
+        1,
+    )
+    .unwrap();
+    assert_eq!((r.choice, r.correct), (Some(1), Some(true)));
+    assert_eq!(r.prediction, "b");
+    assert_eq!(
+        r.confidence,
+        offload::max_softmax(&[1.0, 3.0, 2.0]).unwrap()
+    );
+    assert_eq!(r.response_body["choices"][0]["message"]["content"], "B");
+    assert_eq!(
+        r.request_body["offload"]["options"],
+        serde_json::json!(["A", "B", "C"])
+    );
+    for bad in [vec![1.0, 2.0], vec![1.0, f64::NAN, 0.0]] {
+        let err = record_from_output(
+            Tier::Device,
+            "tiny",
+            &mc[0],
+            ModelOutput::OptionScores(bad),
+            cost,
+            1,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("item 0 (m1)"), "{err:#}");
+    }
+
+    let text = r#"{"question":"q","answer":"18"}"#;
+    let (_, g) = read_items(&mut text.as_bytes(), Path::new("g.jsonl"), "g").unwrap();
+    let lp = vec![-0.5, -1.5];
+    let r = record_from_output(
+        Tier::Edge,
+        "tiny",
+        &g[0],
+        ModelOutput::Generation {
+            text: "9 + 9 = 18\n#### 18".into(),
+            logprobs: lp.clone(),
+        },
+        cost,
+        256,
+    )
+    .unwrap();
+    assert_eq!(r.correct, Some(true));
+    let expect = offload::PerplexityAccumulator::from_logprobs(lp)
+        .unwrap()
+        .confidence()
+        .unwrap();
+    assert_eq!(r.confidence, expect);
+    let empty = record_from_output(
+        Tier::Edge,
+        "tiny",
+        &g[0],
+        ModelOutput::Generation {
+            text: String::new(),
+            logprobs: vec![],
+        },
+        cost,
+        256,
+    );
+    assert!(empty.is_err());
+
+    let text =
+        r#"{"source_text":"Hallo Welt","reference":"Hello world","src_lang":"de","tgt_lang":"en"}"#;
+    let (_, t) = read_items(&mut text.as_bytes(), Path::new("t.jsonl"), "t").unwrap();
+    let r = record_from_output(
+        Tier::Cloud,
+        "tiny",
+        &t[0],
+        ModelOutput::Generation {
+            text: "Hello world".into(),
+            logprobs: vec![-0.1, -0.2],
+        },
+        cost,
+        256,
+    )
+    .unwrap();
+    assert_eq!(r.correct, None);
+    assert!((r.score.unwrap() - 100.0).abs() < 1e-9);
+}
