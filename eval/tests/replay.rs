@@ -101,7 +101,7 @@ fn single_tier_baselines_use_the_links_they_must() {
 
 #[test]
 fn recserve_offloads_about_beta_of_a_stationary_stream() {
-    let items = items(6000);
+    let items = items(4000);
     let recs = records(&SyntheticSource::default(), &items);
     let stream = entries(&items, &recs);
     for beta in [0.1, 0.3, 0.5] {
