@@ -333,7 +333,12 @@ pub fn read_items(
         if n == 0 {
             break;
         }
-        let text = buf.trim();
+        // A UTF-8 byte-order mark at the start of the file is not part of the JSON.
+        let text = if line_no == 1 {
+            buf.trim_start_matches('\u{feff}').trim()
+        } else {
+            buf.trim()
+        };
         if text.is_empty() {
             continue;
         }
@@ -682,6 +687,12 @@ mod tests {
         assert_eq!(parse_number("eighteen"), None);
         assert_eq!(parse_number(""), None);
         assert_eq!(parse_number("inf"), None);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        let (l, items) = read("\u{feff}{\"question\":\"q\",\"answer\":\"1\"}\n").unwrap();
+        assert_eq!((l, items.len()), (Layout::Gsm8k, 1));
     }
 
     #[test]
