@@ -1,5 +1,18 @@
 //! The model runtime every tier shares: GGUF loading on candle, tokenizers built from GGUF
 //! metadata, chat templates, KV-cached decoding with per-token log-probs, and option scoring.
 //!
-//! Not built yet (issue 3). Up the request path: `wasm-device`, `edge-host`, `cloud-host` and `eval`
-//! call it; down: candle. It never decides where a request goes; that is `offload`'s job.
+//! Up the request path, `wasm-device`, `edge-host`, `cloud-host` and `eval` call it; down, it
+//! calls candle. It never decides where a request goes: that is `offload`'s job. The same code
+//! compiles for native hosts, `wasm32-unknown-unknown` (browser) and `wasm32-wasip2` (edge).
+//!
+//! Built so far (issue 3): [`gguf`] reads and checks GGUF headers; [`tokenizer`] turns text
+//! into exactly llama.cpp's token ids for byte-level BPE and SentencePiece vocabularies.
+//! Model forward passes (`models`), decoding (`generate`) and kernels (`kernels`) come next.
+
+pub mod error;
+pub mod gguf;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+pub use gguf::{Architecture, Gguf};
+pub use tokenizer::{DecodeOptions, EncodeOptions, SpecialTokens, TokenId, Tokenizer};

@@ -48,13 +48,27 @@ fi
 
 mkdir -p "$root"
 
-# 1. The source package, once.
+# 1. Build tools first: with a system cmake and ninja present, pip's metadata step for the
+# scikit-build-core sdist does not ask for (and build from source) the `cmake` and `ninja` packages.
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v ninja >/dev/null || need+=(ninja-build)
+if ((${#need[@]})); then
+    log "installing ${need[*]} with apt-get"
+    if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# 2. The source package, once.
 if [[ ! -f "$src/CMakeLists.txt" ]]; then
     dl="$root/sdist"
     mkdir -p "$dl"
     if ! ls "$dl"/llama_cpp_python-"$version".tar.gz >/dev/null 2>&1; then
         log "downloading llama-cpp-python $version source package from PyPI"
-        python3 -m pip download --quiet --no-deps --no-binary :all: \
+        # Only llama-cpp-python itself must be a source package; its build backend
+        # (scikit-build-core) may come as a wheel, which is much faster than building it.
+        python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python \
             --dest "$dl" "llama-cpp-python==$version" \
             || { log "pip download failed; check that PyPI is reachable and version $version exists"; exit 1; }
     fi
@@ -69,16 +83,6 @@ if [[ ! -f "$src/CMakeLists.txt" ]]; then
     rm -rf "$tmp"
 fi
 
-# 2. Build tools.
-need=()
-command -v cmake >/dev/null || need+=(cmake)
-command -v ninja >/dev/null || need+=(ninja-build)
-if ((${#need[@]})); then
-    log "installing ${need[*]} with apt-get"
-    if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
 
 # 3. Configure and build.
 if [[ ! -f "$build/build.ninja" ]]; then
