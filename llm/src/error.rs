@@ -7,7 +7,9 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The model file could not be opened or read.
-    #[error("cannot read model file {path}: {source}; check the path (models live under ~/.cache/ladder/models/ or $LADDER_MODELS)")]
+    #[error(
+        "cannot read model file {path}: {source}; check the path (models live under ~/.cache/ladder/models/ or $LADDER_MODELS)"
+    )]
     Io {
         path: PathBuf,
         #[source]
@@ -19,19 +21,27 @@ pub enum Error {
     NotGguf { what: String, detail: String },
 
     /// The file ends before its header or its tensor data does.
-    #[error("{what} is truncated: {detail}; the download was probably cut off, fetch the model again")]
+    #[error(
+        "{what} is truncated: {detail}; the download was probably cut off, fetch the model again"
+    )]
     Truncated { what: String, detail: String },
 
     /// The GGUF header is malformed in some other way.
-    #[error("{what} has an invalid GGUF header: {detail}; the file is corrupt or written by an incompatible tool, fetch or convert it again")]
+    #[error(
+        "{what} has an invalid GGUF header: {detail}; the file is corrupt or written by an incompatible tool, fetch or convert it again"
+    )]
     InvalidGguf { what: String, detail: String },
 
     /// A tensor uses a ggml quantisation type this runtime cannot read.
-    #[error("{what} uses ggml quantisation type {ggml_type}, which is not supported; use a GGUF quantised as F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or a K-quant (Q2_K..Q6_K)")]
+    #[error(
+        "{what} uses ggml quantisation type {ggml_type}, which is not supported; use a GGUF quantised as F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or a K-quant (Q2_K..Q6_K)"
+    )]
     UnsupportedQuantization { what: String, ggml_type: String },
 
     /// `general.architecture` names a model family this runtime does not implement.
-    #[error("model architecture `{architecture}` is not supported; supported architectures: {supported}")]
+    #[error(
+        "model architecture `{architecture}` is not supported; supported architectures: {supported}"
+    )]
     UnknownArchitecture {
         architecture: String,
         supported: &'static str,
@@ -42,27 +52,40 @@ pub enum Error {
     MissingMetadata { key: String, hint: &'static str },
 
     /// A metadata key has a value of the wrong type or out of range.
-    #[error("GGUF metadata key `{key}` is invalid: {detail}; the file was written by an incompatible converter, convert the model again")]
+    #[error(
+        "GGUF metadata key `{key}` is invalid: {detail}; the file was written by an incompatible converter, convert the model again"
+    )]
     InvalidMetadata { key: String, detail: String },
 
     /// `tokenizer.ggml.model` names a vocabulary type this runtime does not implement.
-    #[error("tokenizer model `{model}` is not supported; supported: `gpt2` (byte-level BPE) and `llama` (SentencePiece)")]
+    #[error(
+        "tokenizer model `{model}` is not supported; supported: `gpt2` (byte-level BPE) and `llama` (SentencePiece)"
+    )]
     UnsupportedTokenizer { model: String },
 
     /// `tokenizer.ggml.pre` names a BPE pre-tokenizer this runtime does not implement.
     #[error("BPE pre-tokenizer `{pre}` is not supported; supported: {supported}")]
-    UnsupportedPreTokenizer { pre: String, supported: &'static str },
+    UnsupportedPreTokenizer {
+        pre: String,
+        supported: &'static str,
+    },
 
     /// The vocabulary in the metadata is inconsistent.
-    #[error("invalid tokenizer vocabulary: {detail}; convert the model again with a current llama.cpp")]
+    #[error(
+        "invalid tokenizer vocabulary: {detail}; convert the model again with a current llama.cpp"
+    )]
     InvalidVocab { detail: String },
 
     /// A token id is outside the vocabulary.
-    #[error("token id {id} is out of range for a vocabulary of {vocab_size} tokens; pass ids produced by this model's tokenizer")]
+    #[error(
+        "token id {id} is out of range for a vocabulary of {vocab_size} tokens; pass ids produced by this model's tokenizer"
+    )]
     TokenOutOfRange { id: u32, vocab_size: usize },
 
     /// Encoding was asked to add a special token the vocabulary does not define.
-    #[error("the vocabulary has no {which} token but the request needs one; encode with add_special = false")]
+    #[error(
+        "the vocabulary has no {which} token but the request needs one; encode with add_special = false"
+    )]
     MissingSpecialToken { which: &'static str },
 }
 

@@ -330,18 +330,26 @@ mod tests {
         let bytes = write_gguf(&[]);
         let g = Gguf::from_bytes(&bytes).expect("valid gguf");
         let err = g.architecture().expect_err("no key");
-        assert!(matches!(err, Error::MissingMetadata { ref key, .. } if key == "general.architecture"));
+        assert!(
+            matches!(err, Error::MissingMetadata { ref key, .. } if key == "general.architecture")
+        );
     }
 
     #[test]
     fn truncated_header_is_reported_as_truncated() {
         let bytes = write_gguf(&[
             ("general.architecture", Value::String("llama".into())),
-            ("general.name", Value::String("a fairly long model name".into())),
+            (
+                "general.name",
+                Value::String("a fairly long model name".into()),
+            ),
         ]);
         for cut in [6, 20, bytes.len() / 2, bytes.len() - 3] {
             let err = Gguf::from_bytes(&bytes[..cut]).expect_err("cut file");
-            assert!(matches!(err, Error::Truncated { .. }), "cut at {cut}: {err}");
+            assert!(
+                matches!(err, Error::Truncated { .. }),
+                "cut at {cut}: {err}"
+            );
         }
     }
 

@@ -317,7 +317,8 @@ fn split_gpt2(cpts: &[char], words: &[Range<usize>]) -> Vec<Range<usize>> {
                 continue;
             }
             // ' ?[^\s\p{L}\p{N}]+'
-            let other = |f: CptFlags| !(f.is_whitespace() || f.is_letter() || f.is_number()) && f.is_some();
+            let other =
+                |f: CptFlags| !(f.is_whitespace() || f.is_letter() || f.is_number()) && f.is_some();
             if other(f2) {
                 pos += space;
                 while other(f2) {
@@ -359,7 +360,9 @@ mod tests {
     fn words(text: &str, splits: &[Split]) -> Vec<String> {
         let cpts: Vec<char> = text.chars().collect();
         split_words(splits, &cpts)
-            .into_iter().map(|r| cpts[r].iter().collect()).collect()
+            .into_iter()
+            .map(|r| cpts[r].iter().collect())
+            .collect()
     }
 
     #[test]
@@ -367,16 +370,24 @@ mod tests {
         let w = words("Hello world's  big\t\n 123 !!x", &[Split::Gpt2]);
         assert_eq!(
             w,
-            ["Hello", " world", "'s", " ", " big", "\t\n", " 123", " !!", "x"]
+            [
+                "Hello", " world", "'s", " ", " big", "\t\n", " 123", " !!", "x"
+            ]
         );
         assert_eq!(words("a   ", &[Split::Gpt2]), ["a", "   "]);
-        assert_eq!(words("I'll DON'T", &[Split::Gpt2]), ["I", "'ll", " DON", "'", "T"]);
+        assert_eq!(
+            words("I'll DON'T", &[Split::Gpt2]),
+            ["I", "'ll", " DON", "'", "T"]
+        );
     }
 
     #[test]
     fn smollm_isolates_digits() {
         let w = words("x 2024, 3.14", &[Split::Digits, Split::Gpt2]);
-        assert_eq!(w, ["x", " ", "2", "0", "2", "4", ",", " ", "3", ".", "1", "4"]);
+        assert_eq!(
+            w,
+            ["x", " ", "2", "0", "2", "4", ",", " ", "3", ".", "1", "4"]
+        );
     }
 
     #[test]

@@ -438,7 +438,11 @@ impl Tokenizer {
             special.eot = EOT_TEXTS.iter().filter_map(|t| vocab.id(t)).min();
         }
         let mut eog: Vec<TokenId> = EOG_TEXTS.iter().filter_map(|t| vocab.id(t)).collect();
-        eog.extend([special.eos, special.eot, special.eom].into_iter().flatten());
+        eog.extend(
+            [special.eos, special.eot, special.eom]
+                .into_iter()
+                .flatten(),
+        );
         eog.sort_unstable();
         eog.dedup();
         for &id in eog.iter().chain(special.eot.iter()) {
@@ -468,9 +472,8 @@ impl Tokenizer {
 
         let mut special_cache: Vec<TokenId> = (0..n as TokenId)
             .filter(|&id| {
-                vocab.attrs[id as usize].intersects(
-                    TokenAttr::CONTROL | TokenAttr::USER_DEFINED | TokenAttr::UNKNOWN,
-                )
+                vocab.attrs[id as usize]
+                    .intersects(TokenAttr::CONTROL | TokenAttr::USER_DEFINED | TokenAttr::UNKNOWN)
             })
             .collect();
         // Longest first. llama.cpp's sort is not stable; ties only matter for equal-length
@@ -548,7 +551,13 @@ impl Tokenizer {
                             for c in t.chars() {
                                 buf.push(if c == ' ' { '\u{2581}' } else { c });
                             }
-                            spm::tokenize(&self.vocab, byte_tokens, self.special.unk, &buf, &mut out);
+                            spm::tokenize(
+                                &self.vocab,
+                                byte_tokens,
+                                self.special.unk,
+                                &buf,
+                                &mut out,
+                            );
                             prev_special = false;
                         }
                     }
@@ -658,11 +667,19 @@ impl Tokenizer {
     pub fn decode_bytes(&self, ids: &[TokenId], opts: DecodeOptions) -> Result<Vec<u8>> {
         let mut ids = ids;
         let mut remove_space = self.add_space_prefix;
-        if opts.remove_special && self.add_bos && self.special.bos.is_some() && ids.first() == self.special.bos.as_ref() {
+        if opts.remove_special
+            && self.add_bos
+            && self.special.bos.is_some()
+            && ids.first() == self.special.bos.as_ref()
+        {
             remove_space = false;
             ids = &ids[1..];
         }
-        if opts.remove_special && self.add_eos && self.special.eos.is_some() && ids.last() == self.special.eos.as_ref() {
+        if opts.remove_special
+            && self.add_eos
+            && self.special.eos.is_some()
+            && ids.last() == self.special.eos.as_ref()
+        {
             ids = &ids[..ids.len() - 1];
         }
         let mut out = Vec::with_capacity(ids.len() * 4);

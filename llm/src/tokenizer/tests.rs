@@ -36,8 +36,7 @@ fn bpe_meta(pre: &str) -> HashMap<String, Value> {
         types.push(NORMAL);
     }
     let merges = [
-        "h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d", "Ġ Ġ",
-        "1 2",
+        "h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d", "Ġ Ġ", "1 2",
     ];
     for m in merges {
         tokens.push(m.replace(' ', ""));
@@ -66,7 +65,9 @@ fn bpe(pre: &str) -> Tokenizer {
 }
 
 fn id(t: &Tokenizer, text: &str) -> TokenId {
-    t.vocab().id(text).expect("token in the synthetic vocabulary")
+    t.vocab()
+        .id(text)
+        .expect("token in the synthetic vocabulary")
 }
 
 fn byte_id(t: &Tokenizer, b: u8) -> TokenId {
@@ -295,15 +296,7 @@ fn spm_merges_by_score() {
 fn spm_byte_fallback_and_bos() {
     let t = spm(false);
     let ids = t.encode("hé", EncodeOptions::PROMPT);
-    assert_eq!(
-        ids,
-        [
-            2,
-            id(&t, "h"),
-            id(&t, "<0xC3>"),
-            id(&t, "<0xA9>")
-        ]
-    );
+    assert_eq!(ids, [2, id(&t, "h"), id(&t, "<0xC3>"), id(&t, "<0xA9>")]);
     let keep = DecodeOptions {
         remove_special: true,
         render_special: false,
@@ -361,12 +354,8 @@ fn duplicate_tokens_are_rejected() {
 
 /// Strings without U+2581 (SentencePiece's space marker, which cannot survive a round trip).
 fn text_strategy() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "\\PC*",
-        "[ a-z0-9\t\n'.,!é😀中<>|_]{0,40}",
-        any::<String>(),
-    ]
-    .prop_map(|s| s.replace('\u{2581}', " "))
+    prop_oneof!["\\PC*", "[ a-z0-9\t\n'.,!é😀中<>|_]{0,40}", any::<String>(),]
+        .prop_map(|s| s.replace('\u{2581}', " "))
 }
 
 proptest! {
