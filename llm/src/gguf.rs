@@ -354,6 +354,27 @@ mod tests {
     }
 
     #[test]
+    fn truncated_tensor_data_is_reported_as_truncated() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        use candle_core::{DType, Device, Tensor};
+        let t = Tensor::zeros((4, 64), DType::F32, &Device::Cpu).expect("cpu tensor");
+        let q = QTensor::quantize(&t, GgmlDType::Q8_0).expect("quantize");
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let arch = Value::String("llama".into());
+        gguf_file::write(&mut buf, &[("general.architecture", &arch)], &[("w", &q)])
+            .expect("writing to a Vec cannot fail");
+        let bytes = buf.into_inner();
+        let whole = Gguf::from_bytes(&bytes).expect("complete file");
+        assert_eq!(whole.tensor_infos().len(), 1);
+        // 4 x 64 Q8_0 values: 8 blocks of 34 bytes. (The writer pads the file after them.)
+        let end = whole.content().tensor_data_offset as usize + 8 * 34;
+        assert!(end <= bytes.len());
+        let err = Gguf::from_bytes(&bytes[..end - 1]).expect_err("one byte short");
+        assert!(matches!(err, Error::Truncated { .. }), "{err}");
+        assert!(err.to_string().contains("tensor `w`"), "{err}");
+    }
+
+    #[test]
     fn not_a_gguf() {
         let err = Gguf::from_bytes(b"PK\x03\x04 this is a zip file, not a model").expect_err("zip");
         assert!(matches!(err, Error::NotGguf { .. }), "{err}");

@@ -286,10 +286,30 @@ const TOKENS_KEY: &str = "tokenizer.ggml.tokens";
 const TOKENIZER_HINT: &str = "the GGUF carries no tokenizer; convert the model with llama.cpp's convert_hf_to_gguf.py, which embeds it";
 
 /// The parts of a text after special tokens are split out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Fragment<'a> {
-    Text(&'a str),
+    Text(Cow<'a, str>),
     Token(TokenId),
+}
+
+/// Which special tokens [`Tokenizer::partition`] splits out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// Control, unknown and user-defined tokens (`parse_special`).
+    Special,
+    /// User-defined tokens only (always recognised).
+    UserDefined,
+    /// Control and unknown tokens only.
+    Control,
+}
+
+/// One part of a prompt for [`Tokenizer::encode_segments`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment<'a> {
+    pub text: &'a str,
+    /// Template scaffolding whose control-token text (`<|im_start|>`) is meant as control
+    /// tokens. Message contents are untrusted: `false`.
+    pub trusted: bool,
 }
 
 impl Tokenizer {
@@ -528,11 +548,51 @@ impl Tokenizer {
 
     /// Text to token ids, exactly as llama.cpp's `llama_tokenize`.
     pub fn encode(&self, text: &str, opts: EncodeOptions) -> Vec<TokenId> {
-        let mut out = Vec::with_capacity(text.len() / 3 + 2);
-        if opts.add_special && self.add_bos {
+        let which = if opts.parse_special {
+            Split::Special
+        } else {
+            Split::UserDefined
+        };
+        let fragments = self.partition(Fragment::Text(text.into()), which);
+        self.encode_fragments(fragments, opts.add_special)
+    }
+
+    /// Encodes a prompt assembled from trusted parts (template scaffolding, whose control-token
+    /// text becomes control tokens) and untrusted parts (message contents, whose control-token
+    /// text stays text). Otherwise the same ids as encoding the concatenation with
+    /// [`EncodeOptions::PROMPT`]; `add_special` adds BOS/EOS as the model wants.
+    pub fn encode_segments(&self, segments: &[Segment<'_>], add_special: bool) -> Vec<TokenId> {
+        // 1. Control tokens out of trusted parts only; adjacent text joined, so the model's
+        //    algorithm sees the same text runs as for the concatenated prompt.
+        let mut joined: Vec<Fragment<'_>> = Vec::new();
+        for seg in segments {
+            let frags = if seg.trusted {
+                self.partition(Fragment::Text(seg.text.into()), Split::Control)
+            } else if seg.text.is_empty() {
+                Vec::new()
+            } else {
+                vec![Fragment::Text(seg.text.into())]
+            };
+            for frag in frags {
+                match (joined.last_mut(), frag) {
+                    (Some(Fragment::Text(prev)), Fragment::Text(t)) => prev.to_mut().push_str(&t),
+                    (_, frag) => joined.push(frag),
+                }
+            }
+        }
+        // 2. User-defined tokens everywhere, as encoding always does.
+        let mut fragments = Vec::with_capacity(joined.len());
+        for f in joined {
+            fragments.extend(self.partition(f, Split::UserDefined));
+        }
+        self.encode_fragments(fragments, add_special)
+    }
+
+    fn encode_fragments(&self, fragments: Vec<Fragment<'_>>, add_special: bool) -> Vec<TokenId> {
+        let mut out = Vec::new();
+        if add_special && self.add_bos {
             out.extend(self.special.bos);
         }
-        let fragments = self.partition(text, opts.parse_special);
         match &self.model {
             Model::Spm { byte_tokens } => {
                 let mut prev_special = true; // the first fragment gets the space prefix
@@ -567,64 +627,83 @@ impl Tokenizer {
                 for frag in fragments {
                     match frag {
                         Fragment::Token(id) => out.push(id),
-                        Fragment::Text(t) => bpe.tokenize(&self.vocab, t, &mut out),
+                        Fragment::Text(t) => bpe.tokenize(&self.vocab, &t, &mut out),
                     }
                 }
             }
         }
-        if opts.add_special && self.add_eos {
+        if add_special && self.add_eos {
             out.extend(self.special.eos);
         }
         out
     }
 
-    /// Splits control, user-defined and unknown tokens out of `text`, longest token first,
-    /// each at its non-overlapping occurrences from the left (llama.cpp's
-    /// `tokenizer_st_partition`). Without `parse_special` only user-defined tokens split.
-    fn partition<'a>(&self, text: &'a str, parse_special: bool) -> Vec<Fragment<'a>> {
-        let mut frags = Vec::new();
-        if text.is_empty() {
-            return frags;
-        }
-        frags.push(Fragment::Text(text));
+    /// Splits special tokens out of a text fragment, longest token first, each at its
+    /// non-overlapping occurrences from the left (llama.cpp's `tokenizer_st_partition`).
+    /// `which` picks the tokens: llama.cpp's `parse_special` is [`Split::Special`], without it
+    /// only user-defined tokens split.
+    fn partition<'a>(&self, fragment: Fragment<'a>, which: Split) -> Vec<Fragment<'a>> {
+        let text = match fragment {
+            Fragment::Text(t) if !t.is_empty() => t,
+            Fragment::Text(_) => return Vec::new(),
+            token => return vec![token],
+        };
         let Some(finder) = &self.special_finder else {
-            return frags;
+            return vec![Fragment::Text(text)];
         };
         // Fragments are substrings of `text`, so only tokens occurring in `text` can split.
         let mut present = vec![false; self.special_cache.len()];
-        for m in finder.find_overlapping_iter(text) {
+        for m in finder.find_overlapping_iter(text.as_ref()) {
             present[m.pattern().as_usize()] = true;
         }
+        // Work on byte ranges of `text`; build the fragments at the end.
+        let mut frags: Vec<Result<std::ops::Range<usize>, TokenId>> = vec![Ok(0..text.len())];
         for (i, &id) in self.special_cache.iter().enumerate() {
             if !present[i] {
                 continue;
             }
             let attr = self.vocab.attrs[id as usize];
-            if !parse_special && attr.intersects(TokenAttr::CONTROL | TokenAttr::UNKNOWN) {
+            let control = attr.intersects(TokenAttr::CONTROL | TokenAttr::UNKNOWN);
+            let wanted = match which {
+                Split::Special => true,
+                Split::UserDefined => !control,
+                Split::Control => control,
+            };
+            if !wanted {
                 continue;
             }
             let tok = self.vocab.tokens[id as usize].as_str();
             let mut next = Vec::with_capacity(frags.len() + 2);
             for frag in frags {
-                let Fragment::Text(t) = frag else {
+                let Ok(range) = frag else {
                     next.push(frag);
                     continue;
                 };
-                let mut last = 0;
-                for (at, _) in t.match_indices(tok) {
+                let mut last = range.start;
+                for (at, _) in text[range.clone()].match_indices(tok) {
+                    let at = range.start + at;
                     if at > last {
-                        next.push(Fragment::Text(&t[last..at]));
+                        next.push(Ok(last..at));
                     }
-                    next.push(Fragment::Token(id));
+                    next.push(Err(id));
                     last = at + tok.len();
                 }
-                if last < t.len() {
-                    next.push(Fragment::Text(&t[last..]));
+                if last < range.end {
+                    next.push(Ok(last..range.end));
                 }
             }
             frags = next;
         }
         frags
+            .into_iter()
+            .map(|f| match f {
+                Ok(r) => Fragment::Text(match &text {
+                    Cow::Borrowed(t) => Cow::Borrowed(&t[r]),
+                    Cow::Owned(t) => Cow::Owned(t[r].to_string()),
+                }),
+                Err(id) => Fragment::Token(id),
+            })
+            .collect()
     }
 
     /// The bytes one token stands for (llama.cpp's `token_to_piece` without stripping).
