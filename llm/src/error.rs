@@ -76,17 +76,26 @@ pub enum Error {
     )]
     InvalidVocab { detail: String },
 
+    /// The GGUF's chat template is of a family this runtime does not render.
+    #[error(
+        "chat template starting {template_start:?} is not supported (supported: {supported}); send a completion-style prompt instead"
+    )]
+    UnsupportedChatTemplate {
+        template_start: String,
+        supported: &'static str,
+    },
+
+    /// The model has no chat template and its architecture implies none.
+    #[error(
+        "the `{architecture}` model has no chat template in its GGUF; send a completion-style prompt instead"
+    )]
+    NoChatTemplate { architecture: String },
+
     /// A token id is outside the vocabulary.
     #[error(
         "token id {id} is out of range for a vocabulary of {vocab_size} tokens; pass ids produced by this model's tokenizer"
     )]
     TokenOutOfRange { id: u32, vocab_size: usize },
-
-    /// Encoding was asked to add a special token the vocabulary does not define.
-    #[error(
-        "the vocabulary has no {which} token but the request needs one; encode with add_special = false"
-    )]
-    MissingSpecialToken { which: &'static str },
 }
 
 /// The crate's result type.

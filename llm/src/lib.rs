@@ -6,13 +6,16 @@
 //! compiles for native hosts, `wasm32-unknown-unknown` (browser) and `wasm32-wasip2` (edge).
 //!
 //! Built so far (issue 3): [`gguf`] reads and checks GGUF headers; [`tokenizer`] turns text
-//! into exactly llama.cpp's token ids for byte-level BPE and SentencePiece vocabularies.
+//! into exactly llama.cpp's token ids for byte-level BPE and SentencePiece vocabularies;
+//! [`chat`] renders conversations in the model's chat format.
 //! Model forward passes (`models`), decoding (`generate`) and kernels (`kernels`) come next.
 
+pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod tokenizer;
 
+pub use chat::{ChatTemplate, Message, Role};
 pub use error::{Error, Result};
 pub use gguf::{Architecture, Gguf};
-pub use tokenizer::{DecodeOptions, EncodeOptions, SpecialTokens, TokenId, Tokenizer};
+pub use tokenizer::{DecodeOptions, EncodeOptions, Segment, SpecialTokens, TokenId, Tokenizer};

@@ -5,8 +5,9 @@
 //! looked up in `$LADDER_MODELS` (default `~/.cache/ladder/models/`); a model that is not
 //! there is skipped with a line saying so.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{GEMMA3, SMOLLM2, models_dir};
 use llm::{DecodeOptions, EncodeOptions, Gguf, Tokenizer};
 use serde::Deserialize;
 
@@ -30,24 +31,8 @@ fn fixture() -> Fixture {
         .expect("fixtures/tokenizer_ids.json is valid JSON of the expected shape")
 }
 
-fn models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LADDER_MODELS") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache/ladder/models")
-}
-
 fn load(name: &str) -> Option<Tokenizer> {
-    let path = models_dir().join(name);
-    if !path.is_file() {
-        eprintln!(
-            "SKIP {name}: not found at {} (set LADDER_MODELS or fetch the default models)",
-            path.display()
-        );
-        return None;
-    }
-    let gguf = Gguf::open(&path).expect("the default model's GGUF header reads");
+    let gguf = common::open(name)?;
     Some(
         gguf.tokenizer()
             .expect("the default model's tokenizer builds"),
@@ -124,32 +109,32 @@ fn check_round_trip(name: &str) {
 
 #[test]
 fn smollm2_ids_equal_llama_cpp() {
-    check_model("SmolLM2-135M-Instruct.Q4_1.gguf");
+    check_model(SMOLLM2);
 }
 
 #[test]
 fn gemma3_ids_equal_llama_cpp() {
-    check_model("gemma-3-270m-q4_k_m.gguf");
+    check_model(GEMMA3);
 }
 
 #[test]
 fn smollm2_round_trips() {
-    check_round_trip("SmolLM2-135M-Instruct.Q4_1.gguf");
+    check_round_trip(SMOLLM2);
 }
 
 #[test]
 fn gemma3_round_trips() {
-    check_round_trip("gemma-3-270m-q4_k_m.gguf");
+    check_round_trip(GEMMA3);
 }
 
 #[test]
 fn default_models_special_tokens() {
-    if let Some(t) = load("SmolLM2-135M-Instruct.Q4_1.gguf") {
+    if let Some(t) = load(SMOLLM2) {
         let im_end = t.vocab().id("<|im_end|>").expect("ChatML end token");
         assert!(t.is_eog(im_end));
         assert!(!t.adds_bos());
     }
-    if let Some(t) = load("gemma-3-270m-q4_k_m.gguf") {
+    if let Some(t) = load(GEMMA3) {
         let eot = t.vocab().id("<end_of_turn>").expect("Gemma end of turn");
         assert_eq!(t.special().eot, Some(eot));
         assert!(t.is_eog(eot) && t.is_eog(1));
@@ -160,7 +145,7 @@ fn default_models_special_tokens() {
 
 #[test]
 fn truncated_default_model_is_reported() {
-    let path = models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = models_dir().join(SMOLLM2);
     let Ok(bytes) = std::fs::read(&path) else {
         eprintln!("SKIP truncation check: {} not found", path.display());
         return;
