@@ -131,7 +131,8 @@ fn gemma3_round_trips() {
 fn default_models_special_tokens() {
     if let Some(t) = load(SMOLLM2) {
         let im_end = t.vocab().id("<|im_end|>").expect("ChatML end token");
-        assert!(t.is_eog(im_end));
+        assert_eq!(t.special().eot, Some(im_end));
+        assert!(t.is_eog(im_end) && t.is_eog(0));
         assert!(!t.adds_bos());
     }
     if let Some(t) = load(GEMMA3) {

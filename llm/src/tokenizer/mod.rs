@@ -1,8 +1,8 @@
 //! Tokenizers built from GGUF metadata (`tokenizer.ggml.*`), giving the same token ids as
 //! llama.cpp for both vocabulary types of the default models:
 //!
-//! - byte-level BPE (`gpt2`, SmolLM2): [`bpe`];
-//! - SentencePiece with scores (`llama`, Gemma): [`spm`].
+//! - byte-level BPE (`gpt2`, SmolLM2): `bpe.rs`;
+//! - SentencePiece with scores (`llama`, Gemma): `spm.rs`.
 //!
 //! What both share lives here: the vocabulary with its token attributes, the special tokens,
 //! splitting special/user-defined tokens out of the text before the model's algorithm runs
@@ -452,12 +452,21 @@ impl Tokenizer {
             }
         }
 
-        // End of turn by text when the metadata names none; such tokens become control
-        // tokens, as in llama.cpp. (llama.cpp walks a hash map here; we take the lowest id.)
+        // End of turn by text when the metadata names none, and end of generation by text;
+        // tokens found by text become control tokens, as in llama.cpp (which also turns
+        // Gemma's user-defined `</s>` into a control token this way). For the end of turn
+        // llama.cpp takes the first match of a hash-map walk; we take the first text of
+        // EOT_TEXTS present, so ChatML vocabularies get `<|im_end|>`, not `<|endoftext|>`.
+        let mut by_text: Vec<TokenId> = EOG_TEXTS.iter().filter_map(|t| vocab.id(t)).collect();
         if special.eot.is_none() {
-            special.eot = EOT_TEXTS.iter().filter_map(|t| vocab.id(t)).min();
+            special.eot = EOT_TEXTS.iter().find_map(|t| vocab.id(t));
+            by_text.extend(special.eot);
         }
-        let mut eog: Vec<TokenId> = EOG_TEXTS.iter().filter_map(|t| vocab.id(t)).collect();
+        for &id in &by_text {
+            let a = &mut vocab.attrs[id as usize];
+            *a = *a | TokenAttr::CONTROL;
+        }
+        let mut eog = by_text;
         eog.extend(
             [special.eos, special.eot, special.eom]
                 .into_iter()
@@ -465,10 +474,6 @@ impl Tokenizer {
         );
         eog.sort_unstable();
         eog.dedup();
-        for &id in eog.iter().chain(special.eot.iter()) {
-            let a = &mut vocab.attrs[id as usize];
-            *a = *a | TokenAttr::CONTROL;
-        }
         // Control tokens named "unused" are unused.
         for (text, attr) in vocab.tokens.iter().zip(vocab.attrs.iter_mut()) {
             if attr.intersects(TokenAttr::CONTROL) && text.contains("unused") {
