@@ -16,21 +16,50 @@ enum Split {
     Digits,
     /// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)`
     Gpt2,
+    /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,max_digits}|
+    /// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`: Llama 3 (3 digits) and Qwen2 (1).
+    Llama3 { max_digits: usize },
 }
 
 /// The pre-tokenizers implemented, for error messages.
-pub(crate) const SUPPORTED_PRE: &str = "smollm, starcoder, refact, gpt-2, phi-2, mpt, olmo";
+pub(crate) const SUPPORTED_PRE: &str =
+    "smollm, starcoder, refact, gpt-2, phi-2, mpt, olmo, llama3 (llama-bpe), qwen2";
 
-/// `(splits, clean_spaces)` for a `tokenizer.ggml.pre` value, following llama-vocab.cpp.
-fn pre_tokenizer(pre: &str) -> Option<(&'static [Split], bool)> {
+/// What `tokenizer.ggml.pre` selects, following llama-vocab.cpp.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PreTokenizer {
+    splits: &'static [Split],
+    /// llama.cpp's `clean_spaces` (clean_up_tokenization_spaces when decoding).
+    pub(crate) clean_spaces: bool,
+    /// A word that is a token as a whole is not merged (llama.cpp's `ignore_merges`).
+    ignore_merges: bool,
+    /// The default for `add_bos` before `tokenizer.ggml.add_bos_token` is read.
+    pub(crate) add_bos: bool,
+}
+
+fn pre_tokenizer(pre: &str) -> Option<PreTokenizer> {
     const DIGITS_GPT2: &[Split] = &[Split::Digits, Split::Gpt2];
     const GPT2: &[Split] = &[Split::Gpt2];
-    match pre {
-        "smollm" => Some((DIGITS_GPT2, false)),
-        "starcoder" | "refact" => Some((DIGITS_GPT2, true)),
-        "gpt-2" | "phi-2" | "mpt" | "olmo" => Some((GPT2, true)),
-        _ => None,
-    }
+    const LLAMA3: &[Split] = &[Split::Llama3 { max_digits: 3 }];
+    const QWEN2: &[Split] = &[Split::Llama3 { max_digits: 1 }];
+    let p = |splits, clean_spaces| PreTokenizer {
+        splits,
+        clean_spaces,
+        ignore_merges: false,
+        add_bos: false,
+    };
+    Some(match pre {
+        "smollm" => p(DIGITS_GPT2, false),
+        "starcoder" | "refact" => p(DIGITS_GPT2, true),
+        "gpt-2" | "phi-2" | "mpt" | "olmo" => p(GPT2, true),
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => PreTokenizer {
+            ignore_merges: true,
+            add_bos: true,
+            ..p(LLAMA3, true)
+        },
+        "qwen2" | "deepseek-r1-qwen" => p(QWEN2, false),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -38,21 +67,21 @@ pub(crate) struct Bpe {
     /// `"left right"` -> rank (the merge's line number; the first line wins on duplicates).
     ranks: HashMap<String, u32>,
     splits: &'static [Split],
+    ignore_merges: bool,
     byte_to_char: [char; 256],
     char_to_byte: HashMap<char, u8>,
 }
 
 impl Bpe {
-    /// Builds the merge table. Returns the tokenizer and llama.cpp's `clean_spaces` for `pre`.
+    /// Builds the merge table. Returns the tokenizer and what `pre` selects.
     pub(crate) fn new<'a>(
         merges: impl IntoIterator<Item = &'a str>,
         pre: &str,
-    ) -> Result<(Self, bool)> {
-        let (splits, clean_spaces) =
-            pre_tokenizer(pre).ok_or_else(|| Error::UnsupportedPreTokenizer {
-                pre: pre.to_string(),
-                supported: SUPPORTED_PRE,
-            })?;
+    ) -> Result<(Self, PreTokenizer)> {
+        let config = pre_tokenizer(pre).ok_or_else(|| Error::UnsupportedPreTokenizer {
+            pre: pre.to_string(),
+            supported: SUPPORTED_PRE,
+        })?;
         let mut ranks = HashMap::new();
         for (rank, merge) in merges.into_iter().enumerate() {
             // llama.cpp splits at the first space after the first byte; a line without one
@@ -76,11 +105,12 @@ impl Bpe {
         Ok((
             Self {
                 ranks,
-                splits,
+                splits: config.splits,
+                ignore_merges: config.ignore_merges,
                 byte_to_char,
                 char_to_byte,
             },
-            clean_spaces,
+            config,
         ))
     }
 
@@ -96,6 +126,12 @@ impl Bpe {
                 for &b in c.encode_utf8(&mut utf8).as_bytes() {
                     word.push(self.byte_to_char[usize::from(b)]);
                 }
+            }
+            if self.ignore_merges
+                && let Some(id) = vocab.id(&word)
+            {
+                out.push(id);
+                continue;
             }
             for piece in self.merge(&word) {
                 match vocab.id(piece) {
@@ -231,6 +267,7 @@ fn split_words(splits: &[Split], cpts: &[char]) -> Vec<Range<usize>> {
         words = match split {
             Split::Digits => split_digits(cpts, &words),
             Split::Gpt2 => split_gpt2(cpts, &words),
+            Split::Llama3 { max_digits } => split_llama3(cpts, &words, *max_digits),
         };
     }
     words
@@ -353,6 +390,122 @@ fn split_gpt2(cpts: &[char], words: &[Range<usize>]) -> Vec<Range<usize>> {
     out
 }
 
+/// llama.cpp's hand-written `unicode_regex_split_custom_llama3` / `_qwen2`, line for line.
+fn split_llama3(cpts: &[char], words: &[Range<usize>], max_digits: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::with_capacity(words.len());
+    for w in words {
+        let (ini, end) = (w.start, w.end);
+        let cpt = |pos: usize| (ini <= pos && pos < end).then(|| cpts[pos]);
+        let flags = |pos: usize| cpt(pos).map(CptFlags::of).unwrap_or_default();
+        let is_cr_lf = |c: Option<char>| matches!(c, Some('\r' | '\n'));
+        let mut prev_end = ini;
+        let mut add = |out: &mut Vec<Range<usize>>, to: usize| {
+            if to > prev_end {
+                out.push(prev_end..to);
+            }
+            prev_end = to;
+        };
+        let mut pos = ini;
+        while pos < end {
+            let c = cpts[pos];
+            let f = flags(pos);
+
+            // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+            if c == '\'' && pos + 1 < end {
+                let n = cpts[pos + 1].to_ascii_lowercase();
+                if matches!(n, 's' | 't' | 'm' | 'd') {
+                    add(&mut out, pos + 2);
+                    pos += 2;
+                    continue;
+                }
+                if pos + 2 < end {
+                    let nn = cpts[pos + 2].to_ascii_lowercase();
+                    if matches!((n, nn), ('r', 'e') | ('v', 'e') | ('l', 'l')) {
+                        add(&mut out, pos + 3);
+                        pos += 3;
+                        continue;
+                    }
+                }
+            }
+
+            // [^\r\n\p{L}\p{N}]?\p{L}+
+            if !(c == '\r' || c == '\n' || f.is_number())
+                && (f.is_letter() || flags(pos + 1).is_letter())
+            {
+                pos += 1;
+                while flags(pos).is_letter() {
+                    pos += 1;
+                }
+                add(&mut out, pos);
+                continue;
+            }
+
+            // \p{N}{1,max_digits}
+            if f.is_number() {
+                let mut run = pos;
+                while flags(pos).is_number() {
+                    pos += 1;
+                    if pos - run >= max_digits {
+                        add(&mut out, pos);
+                        run = pos;
+                    }
+                }
+                add(&mut out, pos);
+                continue;
+            }
+
+            // ' ?[^\s\p{L}\p{N}]+[\r\n]*' (llama.cpp tests the first code point's flags for
+            // being in range, the second's for the class)
+            let mut f2 = if c == ' ' { flags(pos + 1) } else { f };
+            let other =
+                |f: CptFlags| !(f.is_whitespace() || f.is_letter() || f.is_number()) && f.is_some();
+            if !(f2.is_whitespace() || f2.is_letter() || f2.is_number()) && f.is_some() {
+                pos += usize::from(c == ' ');
+                while other(f2) {
+                    pos += 1;
+                    f2 = flags(pos);
+                }
+                while is_cr_lf(cpt(pos)) {
+                    pos += 1;
+                }
+                add(&mut out, pos);
+                continue;
+            }
+
+            let mut spaces = 0;
+            let mut last_cr_lf_end = 0;
+            while flags(pos + spaces).is_whitespace() {
+                if is_cr_lf(cpt(pos + spaces)) {
+                    last_cr_lf_end = pos + spaces + 1;
+                }
+                spaces += 1;
+            }
+            // '\s*[\r\n]+'
+            if last_cr_lf_end > 0 {
+                pos = last_cr_lf_end;
+                add(&mut out, pos);
+                continue;
+            }
+            // '\s+(?!\S)'
+            if spaces > 1 && cpt(pos + spaces).is_some() {
+                pos += spaces - 1;
+                add(&mut out, pos);
+                continue;
+            }
+            // '\s+'
+            if spaces > 0 {
+                pos += spaces;
+                add(&mut out, pos);
+                continue;
+            }
+            // no match: one code point alone
+            pos += 1;
+            add(&mut out, pos);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,8 +544,21 @@ mod tests {
     }
 
     #[test]
+    fn llama3_and_qwen2_splits() {
+        let llama3 = [Split::Llama3 { max_digits: 3 }];
+        assert_eq!(
+            words("I'LL pay 1234567 .x\n\n  y", &llama3),
+            [
+                "I", "'LL", " pay", " ", "123", "456", "7", " .", "x", "\n\n", " ", " y"
+            ]
+        );
+        let qwen2 = [Split::Llama3 { max_digits: 1 }];
+        assert_eq!(words("ab12;\r\n", &qwen2), ["ab", "1", "2", ";\r\n"]);
+    }
+
+    #[test]
     fn unsupported_pre_tokenizer() {
-        let err = Bpe::new([], "qwen2").expect_err("not implemented");
+        let err = Bpe::new([], "deepseek-llm").expect_err("not implemented");
         assert!(matches!(err, Error::UnsupportedPreTokenizer { .. }));
         assert!(err.to_string().contains("smollm"));
     }

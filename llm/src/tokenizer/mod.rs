@@ -371,7 +371,7 @@ impl Tokenizer {
                         )),
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let (bpe, clean_spaces) = bpe::Bpe::new(merges, pre)?;
+                let (bpe, pre) = bpe::Bpe::new(merges, pre)?;
                 Config {
                     model: Model::Bpe(Box::new(bpe)),
                     special: SpecialTokens {
@@ -379,10 +379,10 @@ impl Tokenizer {
                         eos: Some(11),
                         ..SpecialTokens::default()
                     },
-                    add_bos: false,
+                    add_bos: pre.add_bos,
                     add_eos: false,
                     add_space_prefix: false,
-                    clean_spaces,
+                    clean_spaces: pre.clean_spaces,
                 }
             }
             "llama" => Config {
