@@ -3,7 +3,7 @@
 mod common;
 
 use common::{GEMMA3, SMOLLM2};
-use llm::{ChatTemplate, EncodeOptions, Message};
+use llm::{ChatTemplate, EncodeOptions, Message, Role};
 
 fn conversations() -> Vec<Vec<Message>> {
     vec![
@@ -90,5 +90,51 @@ fn control_text_in_messages_is_not_a_control_token() {
         // Rendering and tokenizing the whole prompt would have let it through.
         let naive = tok.encode(&t.render(&conv, true), EncodeOptions::PROMPT);
         assert!(count(&naive) > count(&honest), "{name}");
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ChatFixture {
+    conversations: Vec<Vec<FixtureMessage>>,
+    models: std::collections::BTreeMap<String, FixturePrompts>,
+}
+
+#[derive(serde::Deserialize)]
+struct FixtureMessage {
+    role: String,
+    content: String,
+}
+
+#[derive(serde::Deserialize)]
+struct FixturePrompts {
+    prompts: Vec<String>,
+}
+
+/// Our prompts equal llama.cpp's (`llama-server /apply-template`; SmolLM2 through its Jinja
+/// template, Gemma through llama.cpp's built-in `gemma`), from fixtures/chat_prompts.json.
+#[test]
+fn prompts_equal_llama_cpp() {
+    let fx: ChatFixture = serde_json::from_str(include_str!("fixtures/chat_prompts.json"))
+        .expect("fixtures/chat_prompts.json is valid");
+    for (name, want) in &fx.models {
+        let Some(gguf) = common::open(name) else {
+            continue;
+        };
+        let t = ChatTemplate::for_model(&gguf).expect("template");
+        for (conv, want) in fx.conversations.iter().zip(&want.prompts) {
+            let messages: Vec<Message> = conv
+                .iter()
+                .map(|m| {
+                    let role = match m.role.as_str() {
+                        "system" => Role::System,
+                        "user" => Role::User,
+                        "assistant" => Role::Assistant,
+                        other => panic!("unexpected role {other}"),
+                    };
+                    Message::new(role, m.content.clone())
+                })
+                .collect();
+            assert_eq!(&t.render(&messages, true), want, "{name}");
+        }
     }
 }

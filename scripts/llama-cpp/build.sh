@@ -25,9 +25,32 @@ bin="$build/bin"
 
 log() { echo "build.sh: $*" >&2; }
 
+# The CMake arguments; a build made with other arguments is rebuilt.
+#
+# AMX is switched off: on these VMs the CPU reports AMX and the kernel grants tile data,
+# yet ggml's AMX kernels die with SIGILL (tinygemm_kernel_amx, `tilezero`) as soon as a
+# batch is computed (llama-server's warm-up, prompt processing). GCC gives explicit
+# -mno-* flags precedence over the ones -march=native implies, so the order is irrelevant.
+cmake_args=(
+    -G Ninja
+    -DCMAKE_BUILD_TYPE=Release
+    -DGGML_NATIVE=ON
+    "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    -DBUILD_SHARED_LIBS=OFF
+    -DLLAMA_CURL=OFF
+    -DLLAMA_OPENSSL=OFF
+    -DLLAMA_BUILD_TESTS=OFF
+    -DLLAMA_BUILD_EXAMPLES=OFF
+    -DLLAMA_USE_PREBUILT_UI=OFF
+)
+fingerprint="$(printf '%s\n' "${cmake_args[@]}")"
+
 all_built() {
-    # .targets lists what the last successful build made (targets a version lacks are left out).
+    # .complete holds the CMake arguments of the last successful build; .targets lists what
+    # it made (targets a version lacks are left out).
     [[ -f "$root/.complete" && -f "$root/.targets" ]] || return 1
+    [[ "$(cat "$root/.complete")" == "$fingerprint" ]] || return 1
     local t
     for t in $targets; do
         if grep -qx "$t" "$root/.targets"; then
@@ -84,18 +107,12 @@ if [[ ! -f "$src/CMakeLists.txt" ]]; then
 fi
 
 
-# 3. Configure and build.
-if [[ ! -f "$build/build.ninja" ]]; then
+# 3. Configure (again, if the arguments changed) and build.
+if [[ ! -f "$build/build.ninja" || "$(cat "$root/.configured" 2>/dev/null)" != "$fingerprint" ]]; then
     log "configuring in $build"
-    cmake -S "$src" -B "$build" -G Ninja \
-        -DCMAKE_BUILD_TYPE=Release \
-        -DGGML_NATIVE=ON \
-        -DBUILD_SHARED_LIBS=OFF \
-        -DLLAMA_CURL=OFF \
-        -DLLAMA_OPENSSL=OFF \
-        -DLLAMA_BUILD_TESTS=OFF \
-        -DLLAMA_BUILD_EXAMPLES=OFF \
-        -DLLAMA_USE_PREBUILT_UI=OFF >&2
+    rm -f "$root/.complete"
+    cmake -S "$src" -B "$build" "${cmake_args[@]}" >&2
+    printf '%s' "$fingerprint" >"$root/.configured"
 fi
 
 # Only ask for targets this llama.cpp version defines (llama-cli/llama-simple move around).
@@ -117,6 +134,6 @@ for t in llama-tokenize; do
     [[ -x "$bin/$t" ]] || { log "expected $bin/$t after the build, not found"; exit 1; }
 done
 printf '%s\n' "${want[@]}" >"$root/.targets"
-touch "$root/.complete"
+printf '%s' "$fingerprint" >"$root/.complete"
 log "built in $bin"
 echo "$bin"

@@ -4,7 +4,7 @@
 Starts `llama-server` (built by scripts/llama-cpp/build.sh) on each default model and asks
 its `/apply-template` endpoint for the prompt of every conversation, with the generation
 prompt added. SmolLM2 is rendered with the Jinja template in its GGUF; Gemma-3-270M (a base
-model without a template) with llama.cpp's built-in `gemma` template.
+model without a template) with llama.cpp's built-in `gemma` template (`--no-jinja`).
 llm/tests/chat_default_models.rs checks that `llm::ChatTemplate` renders the same text.
 
 Usage:
@@ -26,7 +26,7 @@ OUT = REPO / "llm" / "tests" / "fixtures" / "chat_prompts.json"
 # model file -> extra llama-server arguments
 MODELS = {
     "SmolLM2-135M-Instruct.Q4_1.gguf": [],
-    "gemma-3-270m-q4_k_m.gguf": ["--chat-template", "gemma"],
+    "gemma-3-270m-q4_k_m.gguf": ["--no-jinja", "--chat-template", "gemma"],
 }
 
 CONVERSATIONS = [
