@@ -96,6 +96,28 @@ pub enum Error {
         "token id {id} is out of range for a vocabulary of {vocab_size} tokens; pass ids produced by this model's tokenizer"
     )]
     TokenOutOfRange { id: u32, vocab_size: usize },
+
+    /// The model's forward pass failed inside candle.
+    #[error(
+        "model computation failed: {0}; this is a bug or an unsupported tensor layout, please report it with the model file's name"
+    )]
+    Compute(#[from] candle_core::Error),
+
+    /// The GGUF's family is read (tokenizer, metadata) but has no forward pass here yet.
+    #[error(
+        "architecture `{architecture}` has no forward pass yet; models that run: llama (SmolLM2), gemma3"
+    )]
+    NoForwardPass { architecture: &'static str },
+
+    /// A sequence would outgrow the model's context.
+    #[error(
+        "the sequence needs {needed} tokens but the model's context holds {context}; shorten the prompt or lower max_tokens"
+    )]
+    ContextFull { needed: usize, context: usize },
+
+    /// There was nothing to feed the model.
+    #[error("the prompt encoded to no tokens; send some text")]
+    EmptyInput,
 }
 
 /// The crate's result type.

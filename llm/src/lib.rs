@@ -7,15 +7,21 @@
 //!
 //! Built so far (issue 3): [`gguf`] reads and checks GGUF headers; [`tokenizer`] turns text
 //! into exactly llama.cpp's token ids for byte-level BPE and SentencePiece vocabularies;
-//! [`chat`] renders conversations in the model's chat format.
-//! Model forward passes (`models`), decoding (`generate`) and kernels (`kernels`) come next.
+//! [`chat`] renders conversations in the model's chat format; [`models`] loads a GGUF and runs
+//! its forward pass (candle-transformers' quantised llama and gemma3 for now); [`generate`]
+//! decodes with sampling, stop strings, cancellation and per-token log-probs, and scores
+//! options for classification. The project's own kernels (`kernels`) come next.
 
 pub mod chat;
 pub mod error;
+pub mod generate;
 pub mod gguf;
+pub mod models;
 pub mod tokenizer;
 
 pub use chat::{ChatTemplate, Message, Role};
 pub use error::{Error, Result};
+pub use generate::{FinishReason, Generation, SamplingParams, Token};
 pub use gguf::{Architecture, Gguf};
+pub use models::{Model, Session};
 pub use tokenizer::{DecodeOptions, EncodeOptions, Segment, SpecialTokens, TokenId, Tokenizer};

@@ -1,0 +1,448 @@
+//! Decoding: sampling, stop conditions, per-token log-probs with top-N alternatives, streaming,
+//! cancellation, and option scoring for classification. Everything a tier needs to compute its
+//! confidence comes out of here.
+
+use crate::error::{Error, Result};
+use crate::models::{Model, Session};
+use crate::tokenizer::TokenId;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How to pick each next token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy.
+    pub temperature: f64,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+    pub max_tokens: usize,
+    /// Generation ends before the first occurrence of any of these; the stop text is not output.
+    pub stop: Vec<String>,
+    /// How many alternatives to report with each token's log-prob.
+    pub top_logprobs: usize,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            seed: 0,
+            max_tokens: 256,
+            stop: Vec::new(),
+            top_logprobs: 0,
+        }
+    }
+}
+
+/// One generated token with its natural-log probability under the model (temperature 1, before
+/// any sampling filter: the distribution confidence is defined on).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub id: TokenId,
+    /// The text this token completes; may be empty when the token ends inside a UTF-8 char, and
+    /// is cut short when a stop string begins in it.
+    pub text: String,
+    /// The token's raw bytes.
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    /// The most likely alternatives, most likely first.
+    pub top: Vec<(TokenId, f32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` or the context length.
+    Length,
+    /// [`Generation::cancel`] was called.
+    Cancelled,
+}
+
+/// A cancellation flag shared with whoever may stop a generation (a disconnecting client).
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// `log_softmax(logits)` in place, computed stably.
+pub fn log_softmax(logits: &mut [f32]) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
+    let log_z = max + sum.ln();
+    for x in logits.iter_mut() {
+        *x -= log_z;
+    }
+}
+
+/// The `n` largest entries, largest first (ties: lower id first).
+pub fn top_n(logprobs: &[f32], n: usize) -> Vec<(TokenId, f32)> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<u32> = (0..logprobs.len() as u32).collect();
+    let n = n.min(idx.len());
+    let cmp = |a: &u32, b: &u32| {
+        logprobs[*b as usize]
+            .total_cmp(&logprobs[*a as usize])
+            .then(a.cmp(b))
+    };
+    idx.select_nth_unstable_by(n.saturating_sub(1), cmp);
+    idx.truncate(n);
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| (i, logprobs[i as usize])).collect()
+}
+
+/// A generation in progress: an iterator of tokens. Dropping it stops it.
+pub struct Generation<'m> {
+    model: &'m Model,
+    session: Session,
+    params: SamplingParams,
+    sampler: LogitsProcessor,
+    next_logits: Option<Vec<f32>>,
+    generated: usize,
+    text: TextStream,
+    finish: Option<FinishReason>,
+    cancel: CancelToken,
+}
+
+impl<'m> Generation<'m> {
+    pub fn start(model: &'m Model, prompt: &[TokenId], params: SamplingParams) -> Result<Self> {
+        let mut session = model.session();
+        let logits = session.feed(prompt)?;
+        let sampling = if params.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            match (params.top_k, params.top_p) {
+                (None, None) => Sampling::All {
+                    temperature: params.temperature,
+                },
+                (Some(k), None) => Sampling::TopK {
+                    k,
+                    temperature: params.temperature,
+                },
+                (None, Some(p)) => Sampling::TopP {
+                    p,
+                    temperature: params.temperature,
+                },
+                (Some(k), Some(p)) => Sampling::TopKThenTopP {
+                    k,
+                    p,
+                    temperature: params.temperature,
+                },
+            }
+        };
+        Ok(Generation {
+            text: TextStream::new(params.stop.clone()),
+            model,
+            sampler: LogitsProcessor::from_sampling(params.seed, sampling),
+            session,
+            params,
+            next_logits: Some(logits),
+            generated: 0,
+            finish: None,
+            cancel: CancelToken::default(),
+        })
+    }
+
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    /// Why generation ended, once it has.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// Prompt plus generated tokens so far.
+    pub fn tokens(&self) -> &[TokenId] {
+        self.session.tokens()
+    }
+
+    fn step(&mut self) -> Result<Option<Token>> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        if self.cancel.is_cancelled() {
+            self.finish = Some(FinishReason::Cancelled);
+            return Ok(None);
+        }
+        if self.generated >= self.params.max_tokens {
+            self.finish = Some(FinishReason::Length);
+            return Ok(None);
+        }
+        let Some(logits) = self.next_logits.take() else {
+            return Ok(None);
+        };
+        let tensor = Tensor::new(logits.as_slice(), &Device::Cpu)?;
+        let id = self.sampler.sample(&tensor)?;
+        let mut logprobs = logits;
+        log_softmax(&mut logprobs);
+        let logprob = logprobs
+            .get(id as usize)
+            .copied()
+            .unwrap_or(f32::NEG_INFINITY);
+        let top = top_n(&logprobs, self.params.top_logprobs);
+        self.generated += 1;
+
+        let tokenizer = self.model.tokenizer();
+        let bytes = tokenizer
+            .token_bytes(id, false)
+            .map(|b| b.into_owned())
+            .unwrap_or_default();
+        if tokenizer.is_eog(id) {
+            self.finish = Some(FinishReason::Stop);
+            let text = self.text.finish();
+            return Ok(Some(Token {
+                id,
+                text,
+                bytes,
+                logprob,
+                top,
+            }));
+        }
+        let (text, stopped) = self.text.push(&bytes);
+        if stopped {
+            self.finish = Some(FinishReason::Stop);
+        } else {
+            match self.session.feed(&[id]) {
+                Ok(next) => self.next_logits = Some(next),
+                Err(Error::ContextFull { .. }) => self.finish = Some(FinishReason::Length),
+                Err(e) => return Err(e),
+            }
+        }
+        if self.finish.is_none() && self.generated >= self.params.max_tokens {
+            self.finish = Some(FinishReason::Length);
+        }
+        let text = if self.finish == Some(FinishReason::Length) {
+            text + &self.text.finish()
+        } else {
+            text
+        };
+        Ok(Some(Token {
+            id,
+            text,
+            bytes,
+            logprob,
+            top,
+        }))
+    }
+}
+
+/// Turns a stream of token bytes into text, holding back an unfinished UTF-8 character and any
+/// tail that may be the start of a stop string, and cutting the text at the first stop string.
+#[derive(Debug, Clone)]
+pub struct TextStream {
+    stop: Vec<String>,
+    /// Decoded text not yet released (it may be the start of a stop string).
+    held: String,
+    /// The bytes of an unfinished UTF-8 character.
+    tail: Vec<u8>,
+}
+
+impl TextStream {
+    pub fn new(stop: Vec<String>) -> Self {
+        let stop = stop.into_iter().filter(|s| !s.is_empty()).collect();
+        TextStream {
+            stop,
+            held: String::new(),
+            tail: Vec::new(),
+        }
+    }
+
+    /// Adds one token's bytes; returns the text that is now final, and whether a stop string
+    /// was completed (the text then ends just before it, and nothing more should be pushed).
+    pub fn push(&mut self, bytes: &[u8]) -> (String, bool) {
+        self.tail.extend_from_slice(bytes);
+        let mut rest = std::mem::take(&mut self.tail);
+        let mut start = 0;
+        loop {
+            match std::str::from_utf8(&rest[start..]) {
+                Ok(s) => {
+                    self.held.push_str(s);
+                    start = rest.len();
+                    break;
+                }
+                Err(e) => {
+                    let valid = start + e.valid_up_to();
+                    // The prefix up to `valid` was just checked.
+                    self.held
+                        .push_str(std::str::from_utf8(&rest[start..valid]).unwrap_or_default());
+                    match e.error_len() {
+                        // Bytes no character can start with: replace them and go on.
+                        Some(len) => {
+                            self.held.push(char::REPLACEMENT_CHARACTER);
+                            start = valid + len;
+                        }
+                        // An unfinished character: wait for the next token.
+                        None => {
+                            start = valid;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        rest.drain(..start);
+        self.tail = rest;
+
+        if let Some(at) = self
+            .stop
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
+            let out = self.held[..at].to_string();
+            self.held.clear();
+            self.tail.clear();
+            return (out, true);
+        }
+        // Hold back the longest tail of the text that a stop string starts with.
+        let text = &self.held;
+        let hold = self
+            .stop
+            .iter()
+            .filter_map(|s| {
+                (1..=s.len().min(text.len())).rev().find(|&n| {
+                    text.is_char_boundary(text.len() - n) && s.starts_with(&text[text.len() - n..])
+                })
+            })
+            .max()
+            .unwrap_or(0);
+        let out: String = self.held.drain(..self.held.len() - hold).collect();
+        (out, false)
+    }
+
+    /// Everything still held back (at the end of generation).
+    pub fn finish(&mut self) -> String {
+        let mut out = std::mem::take(&mut self.held);
+        out.push_str(&String::from_utf8_lossy(&std::mem::take(&mut self.tail)));
+        out
+    }
+}
+
+impl Iterator for Generation<'_> {
+    type Item = Result<Token>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.step() {
+            Ok(Some(token)) => Some(Ok(token)),
+            Ok(None) => None,
+            Err(e) => {
+                self.finish = Some(FinishReason::Stop);
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Scores each option as the sum of its tokens' log-probs after `prompt` (the prompt is fed
+/// once; every option continues a fork of that cache). The scores feed `offload::max_softmax`.
+pub fn score_options(
+    model: &Model,
+    prompt: &[TokenId],
+    options: &[Vec<TokenId>],
+) -> Result<Vec<f64>> {
+    let mut base = model.session();
+    let mut first = base.feed(prompt)?;
+    log_softmax(&mut first);
+    let mut scores = Vec::with_capacity(options.len());
+    for option in options {
+        let Some((&head, rest)) = option.split_first() else {
+            scores.push(f64::NEG_INFINITY);
+            continue;
+        };
+        let mut score = f64::from(
+            first
+                .get(head as usize)
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY),
+        );
+        let mut fork = base.clone();
+        let mut prev = head;
+        for &id in rest {
+            let mut lp = fork.feed(&[prev])?;
+            log_softmax(&mut lp);
+            score += f64::from(lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY));
+            prev = id;
+        }
+        scores.push(score);
+    }
+    Ok(scores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(stop: &[&str], pieces: &[&[u8]]) -> (String, bool) {
+        let mut t = TextStream::new(stop.iter().map(|s| s.to_string()).collect());
+        let mut out = String::new();
+        for p in pieces {
+            let (text, stopped) = t.push(p);
+            out += &text;
+            if stopped {
+                return (out, true);
+            }
+        }
+        out += &t.finish();
+        (out, false)
+    }
+
+    #[test]
+    fn text_stream_joins_split_utf8() {
+        let e = "é".as_bytes();
+        assert_eq!(
+            run(&[], &[b"caf", &e[..1], &e[1..]]),
+            ("café".into(), false)
+        );
+    }
+
+    #[test]
+    fn text_stream_replaces_invalid_bytes_but_keeps_waiting_for_unfinished_ones() {
+        let e = "é".as_bytes();
+        assert_eq!(
+            run(&[], &[&[b'a', 0xFF, e[0]], &e[1..]]),
+            ("a\u{FFFD}é".into(), false)
+        );
+        assert_eq!(run(&[], &[&[b'a', e[0]]]), ("a\u{FFFD}".into(), false));
+    }
+
+    #[test]
+    fn text_stream_stops_before_a_stop_string_split_across_tokens() {
+        assert_eq!(
+            run(&["\n\n"], &[b"one", b"\n", b"\ntwo"]),
+            ("one".into(), true)
+        );
+        assert_eq!(run(&["END"], &[b"aE", b"N", b"x"]), ("aENx".into(), false));
+        assert_eq!(run(&["END", "x"], &[b"abc", b"xEND"]), ("abc".into(), true));
+    }
+
+    #[test]
+    fn top_n_orders_by_logprob_then_id() {
+        let lp = [-3.0, -1.0, -2.0, -1.0];
+        assert_eq!(top_n(&lp, 3), vec![(1, -1.0), (3, -1.0), (2, -2.0)]);
+        assert_eq!(top_n(&lp, 0), vec![]);
+        assert_eq!(top_n(&lp, 9).len(), 4);
+    }
+
+    #[test]
+    fn log_softmax_normalises() {
+        let mut x = [1.0f32, 2.0, 3.0];
+        log_softmax(&mut x);
+        let total: f32 = x.iter().map(|v| v.exp()).sum();
+        assert!((total - 1.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,191 @@
+//! Decoding on the real default models (fetched by `cargo xtask models`; skipped with a note
+//! when the model cache is absent).
+
+use llm::EncodeOptions;
+use llm::generate::{FinishReason, Generation, SamplingParams, score_options};
+use llm::models::Model;
+use std::path::PathBuf;
+
+fn model_path(file: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("LADDER_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ladder/models"))
+        })?;
+    let path = dir.join(file);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED: {} not found; run `cargo xtask models`",
+            path.display()
+        );
+        None
+    }
+}
+
+const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn chat(question: &str) -> String {
+    format!("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+}
+
+#[test]
+fn greedy_answer_with_logprobs() {
+    let Some(path) = model_path(SMOLLM2) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let prompt = model.tokenizer().encode(
+        &chat("What is the capital of France?"),
+        EncodeOptions::PROMPT,
+    );
+    let params = SamplingParams {
+        max_tokens: 24,
+        top_logprobs: 3,
+        ..Default::default()
+    };
+    let mut generation = Generation::start(&model, &prompt, params).unwrap();
+    let tokens: Vec<_> = (&mut generation).map(Result::unwrap).collect();
+    let text: String = tokens.iter().map(|t| t.text.as_str()).collect();
+    assert!(text.contains("Paris"), "{text:?}");
+    assert_eq!(generation.finish_reason(), Some(FinishReason::Stop));
+    for t in &tokens {
+        assert!(t.logprob <= 0.0);
+        assert_eq!(t.top.len(), 3);
+        // Greedy picks the most likely token, which is then the first alternative.
+        assert_eq!(t.top[0].0, t.id);
+        assert!(t.top.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+    // Confidence as the tiers compute it.
+    let confidence = offload_ppl(tokens.iter().map(|t| f64::from(t.logprob)));
+    assert!(confidence > 0.0 && confidence <= 1.0);
+}
+
+fn offload_ppl(logprobs: impl Iterator<Item = f64>) -> f64 {
+    let (mut n, mut s) = (0.0, 0.0);
+    for lp in logprobs {
+        n += 1.0;
+        s -= lp;
+    }
+    1.0 / (1.0 + (s / n).exp())
+}
+
+#[test]
+fn limits_stops_cancel_and_seeds() {
+    let Some(path) = model_path(SMOLLM2) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let prompt = model.tokenizer().encode(
+        &chat("Count from one to twenty, in words."),
+        EncodeOptions::PROMPT,
+    );
+
+    let mut g = Generation::start(
+        &model,
+        &prompt,
+        SamplingParams {
+            max_tokens: 5,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((&mut g).count(), 5);
+    assert_eq!(g.finish_reason(), Some(FinishReason::Length));
+
+    let mut g = Generation::start(
+        &model,
+        &prompt,
+        SamplingParams {
+            max_tokens: 64,
+            stop: vec![",".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let text: String = (&mut g).map(|t| t.unwrap().text).collect();
+    assert_eq!(g.finish_reason(), Some(FinishReason::Stop));
+    assert!(!text.contains(','), "{text:?}");
+
+    let mut g = Generation::start(
+        &model,
+        &prompt,
+        SamplingParams {
+            max_tokens: 64,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cancel = g.cancel_token();
+    assert!(g.next().is_some());
+    cancel.cancel();
+    assert!(g.next().is_none());
+    assert_eq!(g.finish_reason(), Some(FinishReason::Cancelled));
+
+    let sampled = |seed| -> Vec<u32> {
+        let params = SamplingParams {
+            max_tokens: 12,
+            temperature: 0.9,
+            top_p: Some(0.95),
+            seed,
+            ..Default::default()
+        };
+        Generation::start(&model, &prompt, params)
+            .unwrap()
+            .map(|t| t.unwrap().id)
+            .collect()
+    };
+    assert_eq!(sampled(7), sampled(7));
+}
+
+#[test]
+fn option_scores_agree_with_generation() {
+    let Some(path) = model_path(SMOLLM2) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let tok = model.tokenizer();
+    let prompt = tok.encode(
+        &chat("Is the sky blue? Answer yes or no."),
+        EncodeOptions::PROMPT,
+    );
+    let options: Vec<Vec<u32>> = ["Yes", "No", "Yes, it is"]
+        .iter()
+        .map(|o| tok.encode(o, EncodeOptions::TEXT))
+        .collect();
+    let scores = score_options(&model, &prompt, &options).unwrap();
+    // A one-token option scores its log-prob at the first step of generation.
+    let first = Generation::start(
+        &model,
+        &prompt,
+        SamplingParams {
+            max_tokens: 1,
+            top_logprobs: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .next()
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        options[0].len(),
+        1,
+        "\"Yes\" is one token in SmolLM2's vocabulary"
+    );
+    let lp = first
+        .top
+        .iter()
+        .find(|(id, _)| *id == options[0][0])
+        .map(|x| x.1)
+        .expect("\"Yes\" is among the 50 most likely first tokens");
+    assert!(
+        (f64::from(lp) - scores[0]).abs() < 1e-4,
+        "{lp} vs {}",
+        scores[0]
+    );
+    // A longer option that extends a shorter one can only score lower.
+    assert!(scores[2] < scores[0]);
+    assert!(scores.iter().all(|s| s.is_finite() && *s <= 0.0));
+}
