@@ -7,8 +7,8 @@
 use offload::{SlidingWindow, Windows};
 use offload::{TaskType, Tier};
 use proptest::prelude::*;
-use std::collections::VecDeque;
 use serde_json::Value;
+use std::collections::VecDeque;
 
 /// NumPy's `np.quantile(a, beta)` (method "linear"), written out step by step from
 /// `numpy/lib/_function_base_impl.py` (`_quantile`, `_get_indexes`, `_get_gamma`, `_lerp`) on a

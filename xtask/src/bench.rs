@@ -98,7 +98,10 @@ fn criterion_mean_ns(dir: &Path) -> Result<f64> {
 }
 
 fn print_table(report: &Report) {
-    println!("\n{:<36} {:>14} {:>14} {:>6} {:>8}", "benchmark", "ours", "reference", "unit", "ratio");
+    println!(
+        "\n{:<36} {:>14} {:>14} {:>6} {:>8}",
+        "benchmark", "ours", "reference", "unit", "ratio"
+    );
     for row in &report.rows {
         println!(
             "{:<36} {:>14.1} {:>14.1} {:>6} {:>7.2}x",

