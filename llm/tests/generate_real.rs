@@ -58,17 +58,13 @@ fn greedy_answer_with_logprobs() {
         assert!(t.top.windows(2).all(|w| w[0].1 >= w[1].1));
     }
     // Confidence as the tiers compute it.
-    let confidence = offload_ppl(tokens.iter().map(|t| f64::from(t.logprob)));
+    let confidence =
+        offload::PerplexityAccumulator::from_logprobs(tokens.iter().map(|t| f64::from(t.logprob)))
+            .unwrap()
+            .confidence()
+            .unwrap()
+            .get();
     assert!(confidence > 0.0 && confidence <= 1.0);
-}
-
-fn offload_ppl(logprobs: impl Iterator<Item = f64>) -> f64 {
-    let (mut n, mut s) = (0.0, 0.0);
-    for lp in logprobs {
-        n += 1.0;
-        s -= lp;
-    }
-    1.0 / (1.0 + (s / n).exp())
 }
 
 #[test]
