@@ -103,11 +103,24 @@ pub enum Error {
     )]
     Compute(#[from] candle_core::Error),
 
-    /// The GGUF's family is read (tokenizer, metadata) but has no forward pass here yet.
+    /// A tensor the model family needs is absent from the file.
     #[error(
-        "architecture `{architecture}` has no forward pass yet; models that run: llama (SmolLM2), gemma3"
+        "the model file has no tensor `{name}`, which a {architecture} model needs; the file is incomplete or of another family, convert it again"
     )]
-    NoForwardPass { architecture: &'static str },
+    MissingTensor {
+        name: String,
+        architecture: &'static str,
+    },
+
+    /// A tensor's shape or layout disagrees with the model's metadata.
+    #[error(
+        "tensor `{name}` is {found}, but the metadata implies {expected}; the file is inconsistent, convert it again"
+    )]
+    TensorShape {
+        name: String,
+        expected: String,
+        found: String,
+    },
 
     /// A sequence would outgrow the model's context.
     #[error(
@@ -118,6 +131,16 @@ pub enum Error {
     /// There was nothing to feed the model.
     #[error("the prompt encoded to no tokens; send some text")]
     EmptyInput,
+
+    /// A batched step mixed sessions of different models.
+    #[error("a batched step got sessions of different models; batch sessions of one model only")]
+    MixedModels,
+
+    /// A batched step was given a different number of tokens than sequences.
+    #[error(
+        "a batched step got {tokens} token lists for {sessions} sequences; pass one per sequence"
+    )]
+    BatchMismatch { sessions: usize, tokens: usize },
 }
 
 /// The crate's result type.

@@ -272,6 +272,15 @@ pub(crate) fn get_u32(meta: &HashMap<String, Value>, key: &str) -> Result<Option
         })
 }
 
+pub(crate) fn get_f32(meta: &HashMap<String, Value>, key: &str) -> Result<Option<f32>> {
+    match meta.get(key) {
+        None => Ok(None),
+        Some(Value::F32(x)) => Ok(Some(*x)),
+        Some(Value::F64(x)) => Ok(Some(*x as f32)),
+        Some(v) => Err(wrong_type(key, "a float", v)),
+    }
+}
+
 pub(crate) fn get_bool(meta: &HashMap<String, Value>, key: &str) -> Result<Option<bool>> {
     match meta.get(key) {
         None => Ok(None),

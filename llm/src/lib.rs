@@ -16,12 +16,13 @@ pub mod chat;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod kernels;
 pub mod models;
 pub mod tokenizer;
 
 pub use chat::{ChatTemplate, Message, Role};
 pub use error::{Error, Result};
-pub use generate::{FinishReason, Generation, SamplingParams, Token};
+pub use generate::{CancelToken, Decoder, FinishReason, Generation, SamplingParams, Token};
 pub use gguf::{Architecture, Gguf};
 pub use models::{Model, Session};
 pub use tokenizer::{DecodeOptions, EncodeOptions, Segment, SpecialTokens, TokenId, Tokenizer};

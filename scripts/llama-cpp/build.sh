@@ -47,16 +47,16 @@ cmake_args=(
 fingerprint="$(printf '%s\n' "${cmake_args[@]}")"
 
 all_built() {
-    # .complete holds the CMake arguments of the last successful build; .targets lists what
-    # it made (targets a version lacks are left out).
+    # .complete holds the CMake arguments of the last successful build; .targets lists every
+    # target built with them, .undefined the asked-for targets this version does not define.
     [[ -f "$root/.complete" && -f "$root/.targets" ]] || return 1
     [[ "$(cat "$root/.complete")" == "$fingerprint" ]] || return 1
     local t
     for t in $targets; do
         if grep -qx "$t" "$root/.targets"; then
             [[ -x "$bin/$t" ]] || return 1
-        elif [[ -z "${LLAMA_CPP_TARGETS:-}" ]]; then
-            continue # a default target this version does not define
+        elif [[ -f "$root/.undefined" ]] && grep -qx "$t" "$root/.undefined"; then
+            continue
         else
             return 1
         fi
@@ -118,11 +118,13 @@ fi
 # Only ask for targets this llama.cpp version defines (llama-cli/llama-simple move around).
 available="$(cmake --build "$build" --target help 2>/dev/null | sed -n 's/^\([^:]*\):.*/\1/p')"
 want=()
+undefined=()
 for t in $targets; do
     if grep -qx "$t" <<<"$available"; then
         want+=("$t")
     else
         log "target $t is not defined in this llama.cpp version; skipping it"
+        undefined+=("$t")
     fi
 done
 ((${#want[@]})) || { log "none of the targets ($targets) exist"; exit 1; }
@@ -133,7 +135,14 @@ nice -n 10 cmake --build "$build" --parallel "$jobs" --target "${want[@]}" >&2
 for t in llama-tokenize; do
     [[ -x "$bin/$t" ]] || { log "expected $bin/$t after the build, not found"; exit 1; }
 done
-printf '%s\n' "${want[@]}" >"$root/.targets"
+# Keep what earlier runs with the same arguments built (a run may ask for a subset).
+if [[ "$(cat "$root/.complete" 2>/dev/null)" == "$fingerprint" && -f "$root/.targets" ]]; then
+    old_targets="$(cat "$root/.targets")"
+else
+    old_targets=""
+fi
+printf '%s\n' $old_targets "${want[@]}" | sort -u >"$root/.targets"
+printf '%s\n' "${undefined[@]}" | sed '/^$/d' | sort -u >"$root/.undefined"
 printf '%s' "$fingerprint" >"$root/.complete"
 log "built in $bin"
 echo "$bin"

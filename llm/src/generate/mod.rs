@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::models::{Model, Session};
-use crate::tokenizer::TokenId;
+use crate::tokenizer::{TokenId, Tokenizer};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use std::sync::Arc;
@@ -60,7 +60,7 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` or the context length.
     Length,
-    /// [`Generation::cancel`] was called.
+    /// The [`CancelToken`] was used.
     Cancelled,
 }
 
@@ -105,23 +105,20 @@ pub fn top_n(logprobs: &[f32], n: usize) -> Vec<(TokenId, f32)> {
     idx.into_iter().map(|i| (i, logprobs[i as usize])).collect()
 }
 
-/// A generation in progress: an iterator of tokens. Dropping it stops it.
-pub struct Generation<'m> {
-    model: &'m Model,
-    session: Session,
+/// The per-sequence decoding state without the forward pass: sampler, stop strings, token
+/// budget and cancellation. [`Generation`] pairs it with a [`Session`]; a server that batches
+/// many sequences through one forward pass keeps one `Decoder` per sequence instead.
+pub struct Decoder {
     params: SamplingParams,
     sampler: LogitsProcessor,
-    next_logits: Option<Vec<f32>>,
     generated: usize,
     text: TextStream,
     finish: Option<FinishReason>,
     cancel: CancelToken,
 }
 
-impl<'m> Generation<'m> {
-    pub fn start(model: &'m Model, prompt: &[TokenId], params: SamplingParams) -> Result<Self> {
-        let mut session = model.session();
-        let logits = session.feed(prompt)?;
+impl Decoder {
+    pub fn new(params: SamplingParams) -> Self {
         let sampling = if params.temperature <= 0.0 {
             Sampling::ArgMax
         } else {
@@ -144,34 +141,38 @@ impl<'m> Generation<'m> {
                 },
             }
         };
-        Ok(Generation {
+        Decoder {
             text: TextStream::new(params.stop.clone()),
-            model,
             sampler: LogitsProcessor::from_sampling(params.seed, sampling),
-            session,
             params,
-            next_logits: Some(logits),
             generated: 0,
             finish: None,
             cancel: CancelToken::default(),
-        })
+        }
+    }
+
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
     }
 
     pub fn cancel_token(&self) -> CancelToken {
         self.cancel.clone()
     }
 
-    /// Why generation ended, once it has.
+    /// Why decoding ended, once it has. While this is `None` after [`Decoder::next_token`]
+    /// returned a token, the caller feeds that token to the model and calls again.
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finish
     }
 
-    /// Prompt plus generated tokens so far.
-    pub fn tokens(&self) -> &[TokenId] {
-        self.session.tokens()
+    /// Tokens picked so far.
+    pub fn generated(&self) -> usize {
+        self.generated
     }
 
-    fn step(&mut self) -> Result<Option<Token>> {
+    /// Picks the next token from the model's `logits` (or returns `None` when decoding has
+    /// already ended, was cancelled, or the token budget is spent).
+    pub fn next_token(&mut self, logits: Vec<f32>, tokenizer: &Tokenizer) -> Result<Option<Token>> {
         if self.finish.is_some() {
             return Ok(None);
         }
@@ -183,9 +184,6 @@ impl<'m> Generation<'m> {
             self.finish = Some(FinishReason::Length);
             return Ok(None);
         }
-        let Some(logits) = self.next_logits.take() else {
-            return Ok(None);
-        };
         let tensor = Tensor::new(logits.as_slice(), &Device::Cpu)?;
         let id = self.sampler.sample(&tensor)?;
         let mut logprobs = logits;
@@ -197,38 +195,21 @@ impl<'m> Generation<'m> {
         let top = top_n(&logprobs, self.params.top_logprobs);
         self.generated += 1;
 
-        let tokenizer = self.model.tokenizer();
         let bytes = tokenizer
             .token_bytes(id, false)
             .map(|b| b.into_owned())
             .unwrap_or_default();
-        if tokenizer.is_eog(id) {
+        let text = if tokenizer.is_eog(id) {
             self.finish = Some(FinishReason::Stop);
-            let text = self.text.finish();
-            return Ok(Some(Token {
-                id,
-                text,
-                bytes,
-                logprob,
-                top,
-            }));
-        }
-        let (text, stopped) = self.text.push(&bytes);
-        if stopped {
-            self.finish = Some(FinishReason::Stop);
+            self.text.finish()
         } else {
-            match self.session.feed(&[id]) {
-                Ok(next) => self.next_logits = Some(next),
-                Err(Error::ContextFull { .. }) => self.finish = Some(FinishReason::Length),
-                Err(e) => return Err(e),
+            let (mut text, stopped) = self.text.push(&bytes);
+            if stopped {
+                self.finish = Some(FinishReason::Stop);
+            } else if self.generated >= self.params.max_tokens {
+                self.finish = Some(FinishReason::Length);
+                text += &self.text.finish();
             }
-        }
-        if self.finish.is_none() && self.generated >= self.params.max_tokens {
-            self.finish = Some(FinishReason::Length);
-        }
-        let text = if self.finish == Some(FinishReason::Length) {
-            text + &self.text.finish()
-        } else {
             text
         };
         Ok(Some(Token {
@@ -238,6 +219,69 @@ impl<'m> Generation<'m> {
             logprob,
             top,
         }))
+    }
+
+    /// Ends decoding early (the context is full, or the caller gives up) and returns the text
+    /// still held back waiting for a possible stop string.
+    pub fn end(&mut self, reason: FinishReason) -> String {
+        if self.finish.is_none() {
+            self.finish = Some(reason);
+        }
+        self.text.finish()
+    }
+}
+
+/// A generation in progress: an iterator of tokens. Dropping it stops it.
+pub struct Generation<'m> {
+    model: &'m Model,
+    session: Session,
+    decoder: Decoder,
+    next_logits: Option<Vec<f32>>,
+}
+
+impl<'m> Generation<'m> {
+    pub fn start(model: &'m Model, prompt: &[TokenId], params: SamplingParams) -> Result<Self> {
+        let mut session = model.session();
+        let logits = session.feed(prompt)?;
+        Ok(Generation {
+            model,
+            session,
+            decoder: Decoder::new(params),
+            next_logits: Some(logits),
+        })
+    }
+
+    pub fn cancel_token(&self) -> CancelToken {
+        self.decoder.cancel_token()
+    }
+
+    /// Why generation ended, once it has.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.decoder.finish_reason()
+    }
+
+    /// Prompt plus generated tokens so far.
+    pub fn tokens(&self) -> &[TokenId] {
+        self.session.tokens()
+    }
+
+    fn step(&mut self) -> Result<Option<Token>> {
+        let Some(logits) = self.next_logits.take() else {
+            return Ok(None);
+        };
+        let Some(mut token) = self.decoder.next_token(logits, self.model.tokenizer())? else {
+            return Ok(None);
+        };
+        if self.decoder.finish_reason().is_none() {
+            match self.session.feed(&[token.id]) {
+                Ok(next) => self.next_logits = Some(next),
+                Err(Error::ContextFull { .. }) => {
+                    token.text += &self.decoder.end(FinishReason::Length);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(token))
     }
 }
 
@@ -341,7 +385,7 @@ impl Iterator for Generation<'_> {
             Ok(Some(token)) => Some(Ok(token)),
             Ok(None) => None,
             Err(e) => {
-                self.finish = Some(FinishReason::Stop);
+                self.decoder.end(FinishReason::Stop);
                 Some(Err(e))
             }
         }

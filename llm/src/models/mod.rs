@@ -1,77 +1,111 @@
 //! Model families behind one interface: load a GGUF, open a [`Session`] (one sequence with its
-//! own KV cache), feed tokens, get the next-token logits.
+//! own KV cache), feed tokens, get the next-token logits; or step many sessions at once with
+//! [`feed_batch`].
 //!
-//! Today the forward passes are candle-transformers' quantised llama and gemma3 on the CPU. The
-//! interface is what decoding, option scoring and the tiers use, so the project's own kernels
-//! (issue 3) can replace the forward passes without touching any caller.
+//! The forward pass is the project's own ([`decoder`]) on its own kernels
+//! ([`crate::kernels`]); each family's file (`llama.rs` for llama and qwen2, `gemma3.rs`) only
+//! reads its hyper-parameters and weights into it. Weights stay in the GGUF's quantised
+//! layout, memory-mapped where the platform has mmap.
+
+pub(crate) mod decoder;
+mod gemma3;
+mod llama;
+mod load;
 
 use crate::error::{Error, Result};
+use crate::kernels::{Pool, Storage};
 use crate::{Architecture, Gguf, Tokenizer};
-use candle_core::quantized::gguf_file;
-use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_gemma3, quantized_llama};
+use decoder::{Cache, Decoder, Seq};
 use std::path::Path;
 use std::sync::Arc;
 
-#[derive(Clone)]
-enum Weights {
-    Llama(quantized_llama::ModelWeights),
-    Gemma3(quantized_gemma3::ModelWeights),
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOptions {
+    /// Threads for the kernels (default: [`Pool::default_threads`], i.e. `$LADDER_THREADS` or
+    /// every core). WebAssembly builds always use one.
+    pub threads: Option<usize>,
+    /// Cap on the context (default: the model's trained context length).
+    pub context: Option<usize>,
+}
+
+struct Inner {
+    decoder: Decoder,
+    pool: Pool,
 }
 
 /// A loaded model: weights (shared, read-only), its tokenizer and limits. Cheap to clone.
 #[derive(Clone)]
 pub struct Model {
-    weights: Weights,
+    inner: Arc<Inner>,
     tokenizer: Arc<Tokenizer>,
     arch: Architecture,
     context: usize,
     name: String,
 }
 
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("architecture", &self.arch)
+            .field("context", &self.context)
+            .field("threads", &self.inner.pool.threads())
+            .finish()
+    }
+}
+
 impl Model {
+    /// Loads a GGUF file with the default options.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_with(path, &ModelOptions::default())
+    }
+
+    pub fn load_with(path: impl AsRef<Path>, options: &ModelOptions) -> Result<Self> {
         let path = path.as_ref();
         let gguf = Gguf::open(path)?;
-        let arch = gguf.architecture()?;
-        let tokenizer = Arc::new(gguf.tokenizer()?);
-        let context = gguf
-            .metadata()
-            .get(&format!("{}.context_length", arch.name()))
-            .and_then(|v| v.to_u64().ok())
-            .map(|v| v as usize)
-            .unwrap_or(2048)
-            // candle's llama precomputes rotary tables for this many positions only.
-            .min(match arch {
-                Architecture::Llama => quantized_llama::MAX_SEQ_LEN,
-                _ => usize::MAX,
-            });
         let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let content = gguf_file::Content::read(&mut file)?;
-        let device = Device::Cpu;
-        let weights = match arch {
-            Architecture::Llama => Weights::Llama(quantized_llama::ModelWeights::from_gguf(
-                content, &mut file, &device,
-            )?),
-            Architecture::Gemma3 => Weights::Gemma3(quantized_gemma3::ModelWeights::from_gguf(
-                content, &mut file, &device,
-            )?),
-            other => {
-                return Err(Error::NoForwardPass {
-                    architecture: other.name(),
-                });
-            }
-        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let storage = map_or_read(file).map_err(io)?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        Self::build(&gguf, storage, name, options)
+    }
+
+    /// Loads a model from the bytes of a whole GGUF file (a browser download, say).
+    pub fn from_bytes(bytes: Vec<u8>, name: &str, options: &ModelOptions) -> Result<Self> {
+        let gguf = Gguf::from_bytes(&bytes)?;
+        Self::build(&gguf, Storage::new(bytes), name.to_string(), options)
+    }
+
+    fn build(gguf: &Gguf, storage: Storage, name: String, options: &ModelOptions) -> Result<Self> {
+        let arch = gguf.architecture()?;
+        let tokenizer = Arc::new(gguf.tokenizer()?);
+        let tensors = load::Tensors::new(gguf, storage)?;
+        let decoder = match arch {
+            Architecture::Llama | Architecture::Qwen2 => llama::load(&tensors, arch)?,
+            Architecture::Gemma3 => gemma3::load(&tensors)?,
+        };
+        if decoder.vocab_size() < tokenizer.vocab_size() {
+            return Err(Error::TensorShape {
+                name: "output.weight".into(),
+                expected: format!("at least {} rows (the vocabulary)", tokenizer.vocab_size()),
+                found: decoder.vocab_size().to_string(),
+            });
+        }
+        let trained = tensors.hparam("context_length")?.unwrap_or(2048);
+        let context = options.context.map_or(trained, |c| c.min(trained)).max(1);
+        let threads = options.threads.unwrap_or_else(Pool::default_threads);
         Ok(Model {
-            weights,
+            inner: Arc::new(Inner {
+                decoder,
+                pool: Pool::new(threads),
+            }),
             tokenizer,
             arch,
             context,
@@ -95,21 +129,48 @@ impl Model {
         &self.name
     }
 
+    /// Threads the kernels run on.
+    pub fn threads(&self) -> usize {
+        self.inner.pool.threads()
+    }
+
+    /// Entries in the logits (at least the vocabulary size).
+    pub fn logits_len(&self) -> usize {
+        self.inner.decoder.vocab_size()
+    }
+
     /// A fresh sequence with its own, empty KV cache.
     pub fn session(&self) -> Session {
         Session {
-            weights: self.weights.clone(),
+            inner: Arc::clone(&self.inner),
+            cache: self.inner.decoder.new_cache(),
             tokens: Vec::new(),
             context: self.context,
         }
     }
 }
 
+/// Maps the file read-only where the platform can, else reads it into memory.
+fn map_or_read(mut file: std::fs::File) -> std::io::Result<Storage> {
+    #[cfg(not(target_family = "wasm"))]
+    {
+        // SAFETY: the map is read-only; like every mmap-based loader this relies on the model
+        // file not being truncated or rewritten while it is in use.
+        if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+            return Ok(Storage::new(map));
+        }
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(Storage::new(bytes))
+}
+
 /// One sequence being decoded: the model's weights (shared) plus this sequence's KV cache.
 /// Cloning a session forks it: both continue from the same cached prefix.
 #[derive(Clone)]
 pub struct Session {
-    weights: Weights,
+    inner: Arc<Inner>,
+    cache: Cache,
     tokens: Vec<u32>,
     context: usize,
 }
@@ -122,37 +183,61 @@ impl Session {
 
     /// Feeds `tokens` after those already cached and returns the logits for the next token.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        let needed = self.tokens.len() + tokens.len();
-        if needed > self.context {
+        let mut out = feed_batch(&mut [self], &[tokens])?;
+        out.pop().ok_or(Error::EmptyInput)
+    }
+
+    /// Drops everything after the first `len` tokens, so the sequence continues from there
+    /// (a shared prompt prefix reused for another continuation).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.tokens.len() {
+            self.tokens.truncate(len);
+            self.cache.truncate(len, self.inner.decoder.kv_dim());
+        }
+    }
+}
+
+/// One forward pass for many sequences of the same model: feeds `tokens[i]` after what
+/// `sessions[i]` holds and returns each sequence's next-token logits, in order. This is the
+/// call a continuous-batching scheduler makes once per step (one token per sequence), and a
+/// prefill makes with one sequence and its whole prompt; every sequence's rows share one pass
+/// over the weights. On error no session has changed.
+pub fn feed_batch(sessions: &mut [&mut Session], tokens: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+    if sessions.len() != tokens.len() {
+        return Err(Error::BatchMismatch {
+            sessions: sessions.len(),
+            tokens: tokens.len(),
+        });
+    }
+    let Some(first) = sessions.first() else {
+        return Ok(Vec::new());
+    };
+    let inner = Arc::clone(&first.inner);
+    for (s, t) in sessions.iter().zip(tokens) {
+        if !Arc::ptr_eq(&s.inner, &inner) {
+            return Err(Error::MixedModels);
+        }
+        let needed = s.tokens.len() + t.len();
+        if needed > s.context {
             return Err(Error::ContextFull {
                 needed,
-                context: self.context,
+                context: s.context,
             });
         }
-        let mut logits = None;
-        // gemma3's forward pass masks the cached prefix wrongly when several tokens are fed at
-        // a non-zero position, so after the first chunk tokens go in one at a time there.
-        let chunks: Vec<&[u32]> = match (&self.weights, self.tokens.is_empty()) {
-            (Weights::Gemma3(_), false) => tokens.chunks(1).collect(),
-            _ => vec![tokens],
-        };
-        for chunk in chunks {
-            if chunk.is_empty() {
-                continue;
-            }
-            let pos = self.tokens.len();
-            let input = Tensor::new(chunk, &Device::Cpu)?.unsqueeze(0)?;
-            let out = match &mut self.weights {
-                Weights::Llama(w) => w.forward(&input, pos)?,
-                Weights::Gemma3(w) => w.forward(&input, pos)?,
-            };
-            self.tokens.extend_from_slice(chunk);
-            logits = Some(out);
-        }
-        let logits = logits.ok_or(Error::EmptyInput)?;
-        Ok(logits
-            .squeeze(0)?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec1()?)
     }
+    let logits = {
+        let mut seqs: Vec<Seq<'_>> = sessions
+            .iter_mut()
+            .zip(tokens)
+            .map(|(s, t)| Seq {
+                cache: &mut s.cache,
+                tokens: t,
+            })
+            .collect();
+        inner.decoder.forward(&inner.pool, &mut seqs)?
+    };
+    for (s, t) in sessions.iter_mut().zip(tokens) {
+        s.tokens.extend_from_slice(t);
+    }
+    Ok(logits)
 }

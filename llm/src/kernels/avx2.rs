@@ -1,0 +1,498 @@
+//! x86-64 kernels for AVX2 + FMA + F16C, chosen at run time by [`super::Isa::detect`].
+//!
+//! The integer core is `maddubs` (unsigned × signed bytes, pairs summed to i16) then `madd`
+//! with ones (to i32): 32 products per two instructions. Formats whose values are signed go
+//! through it with the sign trick (`|w|` × `x·sign(w)`); formats with a min use unsigned
+//! values and add `min · s_x` per block. Each sub-block's eight i32 lanes are converted to
+//! floats and accumulated with one FMA, as the scalar reference does per sub-block.
+
+use super::ActRow;
+use super::formats::{WeightType, scales_mins_k4};
+use std::arch::x86_64::*;
+
+/// `N` dot products of one weight row with `N` activation rows.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C, and every row must [cover](ActRow::covers) the
+/// weight row: the kernels read whole blocks of `w` and of the rows through raw pointers.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>; N]) -> [f32; N] {
+    let cols = w.len() / ty.block_bytes() * ty.block_elems();
+    debug_assert!(x.iter().all(|r| r.covers(ty, cols)));
+    // SAFETY: the caller guarantees the lengths; the features are enabled on this function.
+    unsafe {
+        match ty {
+            WeightType::F32 => floats::<N, 0>(w, &x, cols),
+            WeightType::F16 => floats::<N, 1>(w, &x, cols),
+            WeightType::BF16 => floats::<N, 2>(w, &x, cols),
+            WeightType::Q4_0 => q4_0(w, &x),
+            WeightType::Q4_1 => q4_1(w, &x),
+            WeightType::Q5_0 => q5_0(w, &x),
+            WeightType::Q5_1 => q5_1(w, &x),
+            WeightType::Q8_0 => q8_0(w, &x),
+            WeightType::Q4K => q4k(w, &x),
+            WeightType::Q5K => q5k(w, &x),
+            WeightType::Q6K => q6k(w, &x),
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load(p: *const u8) -> __m256i {
+    // SAFETY: the caller passes a pointer to 32 readable bytes.
+    unsafe { _mm256_loadu_si256(p.cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn act(row: &ActRow<'_>, k: usize) -> __m256i {
+    // SAFETY: `dot_rows` checked that the row holds every sub-block of the weight row.
+    unsafe { load(row.qs.as_ptr().add(32 * k).cast()) }
+}
+
+/// An f16 at `p` as f32, with F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn half(p: *const u8) -> f32 {
+    // SAFETY: the caller passes a pointer to 2 readable bytes.
+    let bits = unsafe { p.cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// Unsigned bytes × signed bytes, summed in groups of four to eight floats.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn mul_sum_us8(ax: __m256i, sy: __m256i) -> __m256 {
+    let pairs = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+/// The 32 nibbles of 16 bytes: low nibbles first, then high nibbles.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    // SAFETY: the caller passes a pointer to 16 readable bytes.
+    let tmp = unsafe { _mm_loadu_si128(p.cast()) };
+    let both = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(tmp), _mm_srli_epi16::<4>(tmp));
+    _mm256_and_si256(both, _mm256_set1_epi8(0xF))
+}
+
+/// Byte `i` is 0xFF where bit `i` of the 32 bits at `p` is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
+    // SAFETY: the caller passes a pointer to 4 readable bytes.
+    let bits = unsafe { p.cast::<u32>().read_unaligned() };
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1))
+}
+
+/// `value` in each byte of `bits` whose bit `j` is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bit_as(bits: __m256i, j: usize, value: __m256i) -> __m256i {
+    let mask = _mm256_set1_epi8((1u8 << j) as i8);
+    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask), value)
+}
+
+/// Sums the vector and scalar accumulators of each row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn finish<const N: usize>(acc: [[__m256; N]; 2], mins: [[f32; N]; 2]) -> [f32; N] {
+    let mut out = [0.0; N];
+    for r in 0..N {
+        out[r] = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + (mins[0][r] + mins[1][r]);
+    }
+    out
+}
+
+/// Runs `$body(block, acc, mins)` over `$nb` blocks. A single row alternates two sets of
+/// accumulators so it still has two independent FMA chains; several rows already have one
+/// chain each, and a second set would only cost registers.
+macro_rules! blocks {
+    ($n:ident, $w:expr, $bytes:expr, |$b:ident, $acc:ident, $mins:ident| $body:block) => {{
+        let (w, bytes): (&[u8], usize) = ($w, $bytes);
+        let nb = w.len() / bytes;
+        let mut acc0 = [_mm256_setzero_ps(); $n];
+        let mut acc1 = [_mm256_setzero_ps(); $n];
+        let mut mins0 = [0.0f32; $n];
+        let mut mins1 = [0.0f32; $n];
+        let mut blk = 0;
+        if $n == 1 {
+            while blk + 1 < nb {
+                let ahead = w.as_ptr().wrapping_add(blk * bytes + PREFETCH);
+                let mut line = 0;
+                while line < 2 * bytes {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
+                    line += 64;
+                }
+                {
+                    let ($b, $acc, $mins) = (blk, &mut acc0, &mut mins0);
+                    $body
+                }
+                {
+                    let ($b, $acc, $mins) = (blk + 1, &mut acc1, &mut mins1);
+                    $body
+                }
+                blk += 2;
+            }
+        }
+        while blk < nb {
+            let ($b, $acc, $mins) = (blk, &mut acc0, &mut mins0);
+            $body
+            blk += 1;
+        }
+        finish([acc0, acc1], [mins0, mins1])
+    }};
+}
+
+/// How far ahead of the block being read a single-row product prefetches its weights.
+/// (A decode step streams every weight from memory once; the hardware prefetcher alone leaves
+/// a single core well short of the memory's bandwidth.)
+const PREFETCH: usize = 4096;
+
+/// Signed weights `q` against each row's sub-block `k`, scaled by `d · d_x`.
+macro_rules! signed_sub {
+    ($x:expr, $acc:expr, $q:expr, $d:expr, $k:expr) => {{
+        let q = $q;
+        let ax = _mm256_sign_epi8(q, q);
+        for (r, row) in $x.iter().enumerate() {
+            let y = act(row, $k);
+            let p = mul_sum_us8(ax, _mm256_sign_epi8(y, q));
+            $acc[r] = _mm256_fmadd_ps(_mm256_set1_ps($d * *row.d.get_unchecked($k)), p, $acc[r]);
+        }
+    }};
+}
+
+/// Unsigned weights `q` with a min against each row's sub-block `k`.
+macro_rules! unsigned_sub {
+    ($x:expr, $acc:expr, $mins:expr, $q:expr, $d:expr, $m:expr, $k:expr) => {{
+        let q = $q;
+        for (r, row) in $x.iter().enumerate() {
+            let p = mul_sum_us8(q, act(row, $k));
+            $acc[r] = _mm256_fmadd_ps(_mm256_set1_ps($d * *row.d.get_unchecked($k)), p, $acc[r]);
+            $mins[r] += $m * *row.s.get_unchecked($k);
+        }
+    }};
+}
+
+// One symbol per format, so profiles show where the time goes.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    // SAFETY (all blocks below): `b < nb` keeps every read inside `w` and the rows.
+    blocks!(N, w, 18, |b, acc, _mins| {
+        unsafe {
+            let p = w.as_ptr().add(18 * b);
+            let q = _mm256_sub_epi8(nibbles(p.add(2)), _mm256_set1_epi8(8));
+            signed_sub!(x, acc, q, half(p), b);
+        }
+    })
+}
+
+// One symbol per format, so profiles show where the time goes.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    blocks!(N, w, 20, |b, acc, mins| {
+        unsafe {
+            let p = w.as_ptr().add(20 * b);
+            unsigned_sub!(x, acc, mins, nibbles(p.add(4)), half(p), half(p.add(2)), b);
+        }
+    })
+}
+
+// One symbol per format, so profiles show where the time goes.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    blocks!(N, w, 22, |b, acc, _mins| {
+        unsafe {
+            let p = w.as_ptr().add(22 * b);
+            // Where the fifth bit is clear, or-ing in 0xF0 makes the byte `q − 16`.
+            let high = _mm256_andnot_si256(bits_to_bytes(p.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
+            let q = _mm256_or_si256(nibbles(p.add(6)), high);
+            signed_sub!(x, acc, q, half(p), b);
+        }
+    })
+}
+
+// One symbol per format, so profiles show where the time goes.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_1<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    blocks!(N, w, 24, |b, acc, mins| {
+        unsafe {
+            let p = w.as_ptr().add(24 * b);
+            let high = _mm256_and_si256(bits_to_bytes(p.add(4)), _mm256_set1_epi8(0x10));
+            let q = _mm256_or_si256(nibbles(p.add(8)), high);
+            unsigned_sub!(x, acc, mins, q, half(p), half(p.add(2)), b);
+        }
+    })
+}
+
+// One symbol per format, so profiles show where the time goes.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    blocks!(N, w, 34, |b, acc, _mins| {
+        unsafe {
+            let p = w.as_ptr().add(34 * b);
+            signed_sub!(x, acc, load(p.add(2)), half(p), b);
+        }
+    })
+}
+
+/// The row's Q8_K values `32·k..32·k + 32`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kact(row: &ActRow<'_>, k: usize) -> __m256i {
+    // SAFETY: `dot_rows` checked that the row holds every super-block of the weight row.
+    unsafe { load(row.kqs.as_ptr().add(32 * k).cast()) }
+}
+
+/// Q4_K and Q5_K (`Q5` true): per super-block, the eight sub-block products are summed in
+/// i32 lanes with their 6-bit scales applied by `madd`; one conversion and FMA per
+/// super-block, and the mins through the activations' integer sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q45k<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    let bytes = if Q5 { 176 } else { 144 };
+    let low4 = _mm256_set1_epi8(0xF);
+    let five = _mm256_set1_epi8(0x10);
+    blocks!(N, w, bytes, |b, acc, _mins| {
+        unsafe {
+            let at = bytes * b;
+            let p = w.as_ptr().add(at);
+            let (d, dmin) = (half(p), half(p.add(2)));
+            let (sc, m) = scales_mins_k4(&w[at + 4..at + 16]);
+            let qh = if Q5 {
+                load(p.add(16))
+            } else {
+                _mm256_setzero_si256()
+            };
+            let qs = p.add(if Q5 { 48 } else { 16 });
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for g in 0..4 {
+                let raw = load(qs.add(32 * g));
+                let mut lo = _mm256_and_si256(raw, low4);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low4);
+                if Q5 {
+                    lo = _mm256_or_si256(lo, bit_as(qh, 2 * g, five));
+                    hi = _mm256_or_si256(hi, bit_as(qh, 2 * g + 1, five));
+                }
+                let (s_lo, s_hi) = (
+                    _mm256_set1_epi16(i16::from(sc[2 * g])),
+                    _mm256_set1_epi16(i16::from(sc[2 * g + 1])),
+                );
+                for (r, row) in x.iter().enumerate() {
+                    let k = 8 * b + 2 * g;
+                    let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, kact(row, k)), s_lo);
+                    let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, kact(row, k + 1)), s_hi);
+                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p_lo, p_hi));
+                }
+            }
+            // Σ_j m_j·(Σ q_x over sub-block j), from the 16 sums with each min twice.
+            let mv = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(
+                _mm_loadl_epi64(m.as_ptr().cast()),
+                _mm_loadl_epi64(m.as_ptr().cast()),
+            ));
+            for (r, row) in x.iter().enumerate() {
+                let dy = *row.kd.get_unchecked(b);
+                let sums = _mm256_loadu_si256(row.ksums.as_ptr().add(16 * b).cast());
+                let msum = _mm256_cvtepi32_ps(_mm256_madd_epi16(sums, mv));
+                acc[r] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+                acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dy), msum, acc[r]);
+            }
+        }
+    })
+}
+
+// One symbol per format, so profiles show where the time goes.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    // SAFETY: forwarded from `dot_rows`.
+    unsafe { q45k::<N, false>(w, x) }
+}
+
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5k<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    // SAFETY: forwarded from `dot_rows`.
+    unsafe { q45k::<N, true>(w, x) }
+}
+
+/// Q6_K: unsigned 6-bit values through `maddubs`, the 16-value scales applied by `madd`
+/// and summed over the super-block in i32; the −32 offset comes off as `32·Σ sc·Σ q_x`
+/// from the activations' integer sums.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6k<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    let low4 = _mm256_set1_epi8(0xF);
+    let two = _mm256_set1_epi8(3);
+    blocks!(N, w, 210, |b, acc, _mins| {
+        unsafe {
+            let p = w.as_ptr().add(210 * b);
+            let d = half(p.add(208));
+            let scales = &w[210 * b + 192..210 * b + 208];
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for n in 0..2 {
+                let qa = load(p.add(64 * n));
+                let qb = load(p.add(64 * n + 32));
+                let qh = load(p.add(128 + 32 * n));
+                let chunks = [
+                    (_mm256_and_si256(qa, low4), _mm256_and_si256(qh, two)),
+                    (
+                        _mm256_and_si256(qb, low4),
+                        _mm256_and_si256(_mm256_srli_epi16::<2>(qh), two),
+                    ),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(qa), low4),
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(qh), two),
+                    ),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(qb), low4),
+                        _mm256_and_si256(_mm256_srli_epi16::<6>(qh), two),
+                    ),
+                ];
+                for (c, (low, high)) in chunks.into_iter().enumerate() {
+                    let q = _mm256_or_si256(low, _mm256_slli_epi16::<4>(high));
+                    let s = 8 * n + 2 * c;
+                    let sv = _mm256_set_m128i(
+                        _mm_set1_epi16(i16::from(scales[s + 1] as i8)),
+                        _mm_set1_epi16(i16::from(scales[s] as i8)),
+                    );
+                    let k = 8 * b + 4 * n + c;
+                    for (r, row) in x.iter().enumerate() {
+                        let pairs = _mm256_maddubs_epi16(q, kact(row, k));
+                        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(pairs, sv));
+                    }
+                }
+            }
+            // The −32 offset: 32·Σ_i sc_i·(Σ q_x over the 16 values of scale i).
+            let sv = _mm256_cvtepi8_epi16(_mm_loadu_si128(scales.as_ptr().cast()));
+            for (r, row) in x.iter().enumerate() {
+                let dy = *row.kd.get_unchecked(b);
+                let sums = _mm256_loadu_si256(row.ksums.as_ptr().add(16 * b).cast());
+                let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sums, sv));
+                let total = _mm256_sub_epi32(sumi[r], off);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(total), acc[r]);
+            }
+        }
+    })
+}
+
+/// Float weights (`KIND`: 0 f32, 1 f16, 2 bf16) against float activations.
+// One symbol per format, so profiles show where the time goes.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn floats<const N: usize, const KIND: u8>(
+    w: &[u8],
+    x: &[ActRow<'_>; N],
+    cols: usize,
+) -> [f32; N] {
+    let mut acc = [_mm256_setzero_ps(); N];
+    let main = cols / 8 * 8;
+    let p = w.as_ptr();
+    let mut i = 0;
+    // SAFETY: `i + 8 <= cols` keeps every read inside `w` and the rows.
+    unsafe {
+        while i < main {
+            let wv = match KIND {
+                0 => _mm256_loadu_ps(p.add(4 * i).cast()),
+                1 => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i).cast())),
+                _ => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+                    _mm_loadu_si128(p.add(2 * i).cast()),
+                ))),
+            };
+            for r in 0..N {
+                let xv = _mm256_loadu_ps(x[r].values.as_ptr().add(i));
+                acc[r] = _mm256_fmadd_ps(wv, xv, acc[r]);
+            }
+            i += 8;
+        }
+    }
+    let mut out = [0.0; N];
+    for r in 0..N {
+        out[r] = hsum(acc[r]);
+        for j in main..cols {
+            let wj = match KIND {
+                0 => super::formats::f32_at(w, 4 * j),
+                1 => super::formats::f16_at(w, 2 * j),
+                _ => super::formats::bf16_at(w, 2 * j),
+            };
+            out[r] += wj * x[r].values[j];
+        }
+    }
+    out
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA; `a` and `b` have the same length.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let main = n / 8 * 8;
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    // SAFETY: `i + 8 <= n`.
+    unsafe {
+        while i < main {
+            acc = _mm256_fmadd_ps(
+                _mm256_loadu_ps(a.as_ptr().add(i)),
+                _mm256_loadu_ps(b.as_ptr().add(i)),
+                acc,
+            );
+            i += 8;
+        }
+    }
+    let mut sum = hsum(acc);
+    for j in main..n {
+        sum += a[j] * b[j];
+    }
+    sum
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let main = n / 8 * 8;
+    let av = _mm256_set1_ps(a);
+    let mut i = 0;
+    // SAFETY: `i + 8 <= n`.
+    unsafe {
+        while i < main {
+            let yp = y.as_mut_ptr().add(i);
+            _mm256_storeu_ps(
+                yp,
+                _mm256_fmadd_ps(av, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(yp)),
+            );
+            i += 8;
+        }
+    }
+    for j in main..n {
+        y[j] += a * x[j];
+    }
+}

@@ -1,0 +1,569 @@
+//! The project's own compute kernels: quantised matrix × activation products straight on
+//! GGUF's block layouts, plus the few float helpers attention needs.
+//!
+//! Every weight type has one scalar implementation ([`scalar`]) that is the reference, and
+//! SIMD versions for x86-64 AVX2 ([`avx2`], picked at run time) and WebAssembly simd128
+//! ([`simd128`], picked at compile time) that are tested against it. Integer products are
+//! exact in every version, so the paths differ only in the order floats are summed.
+//!
+//! Activations are quantised once per product to 8 bits in blocks of 32 with an `f32` scale
+//! ([`Activations`]), for every quantised weight type alike: the K-quants then see a finer
+//! activation scale than llama.cpp's 256-wide blocks give them, which costs one float multiply
+//! per 32 weights and is never less accurate.
+//!
+//! [`matmul`] splits the weight rows across a [`Pool`]'s threads; a prefill feeds several
+//! tokens at once, and each weight row is then multiplied with up to four tokens per pass so it
+//! is unpacked once for all of them.
+
+pub mod formats;
+pub mod math;
+pub mod pool;
+pub mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd128;
+
+pub use formats::WeightType;
+pub use pool::Pool;
+
+use std::sync::Arc;
+
+/// How many activation rows one pass over a weight row serves.
+pub const TILE: usize = 4;
+
+/// Bytes a matrix reads its weights from: a memory map or an owned buffer, shared by every
+/// matrix of a model.
+#[derive(Clone)]
+pub struct Storage(Arc<dyn AsRef<[u8]> + Send + Sync>);
+
+impl Storage {
+    pub fn new(bytes: impl AsRef<[u8]> + Send + Sync + 'static) -> Self {
+        Storage(Arc::new(bytes))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Storage({} bytes)", self.bytes().len())
+    }
+}
+
+/// A weight matrix of `rows × cols` in one of the [`WeightType`] layouts, row-major: each row
+/// is `cols / block_elems` whole blocks.
+#[derive(Clone, Debug)]
+pub struct Matrix {
+    ty: WeightType,
+    rows: usize,
+    cols: usize,
+    storage: Storage,
+    offset: usize,
+}
+
+/// Why bytes could not be read as a matrix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatrixError {
+    #[error("a {ty:?} row holds whole blocks of {block} values, but the row has {cols}")]
+    PartialBlock {
+        ty: WeightType,
+        block: usize,
+        cols: usize,
+    },
+    #[error(
+        "a {rows}×{cols} {ty:?} matrix needs {needed} bytes at offset {offset}, but only {available} are there"
+    )]
+    OutOfBounds {
+        ty: WeightType,
+        rows: usize,
+        cols: usize,
+        needed: usize,
+        offset: usize,
+        available: usize,
+    },
+}
+
+impl Matrix {
+    /// A matrix over `storage[offset..]`, checked to fit.
+    pub fn new(
+        ty: WeightType,
+        rows: usize,
+        cols: usize,
+        storage: Storage,
+        offset: usize,
+    ) -> Result<Self, MatrixError> {
+        if !cols.is_multiple_of(ty.block_elems()) {
+            return Err(MatrixError::PartialBlock {
+                ty,
+                block: ty.block_elems(),
+                cols,
+            });
+        }
+        let needed = ty.row_bytes(cols).checked_mul(rows);
+        let available = storage.bytes().len().saturating_sub(offset);
+        match needed {
+            Some(needed) if needed <= available && offset <= storage.bytes().len() => Ok(Matrix {
+                ty,
+                rows,
+                cols,
+                storage,
+                offset,
+            }),
+            _ => Err(MatrixError::OutOfBounds {
+                ty,
+                rows,
+                cols,
+                needed: needed.unwrap_or(usize::MAX),
+                offset,
+                available,
+            }),
+        }
+    }
+
+    /// A matrix that owns `bytes`.
+    pub fn from_bytes(
+        ty: WeightType,
+        rows: usize,
+        cols: usize,
+        bytes: Vec<u8>,
+    ) -> Result<Self, MatrixError> {
+        Self::new(ty, rows, cols, Storage::new(bytes), 0)
+    }
+
+    /// An `f32` matrix from values (row-major).
+    pub fn from_f32(rows: usize, cols: usize, values: &[f32]) -> Result<Self, MatrixError> {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Self::from_bytes(WeightType::F32, rows, cols, bytes)
+    }
+
+    pub fn weight_type(&self) -> WeightType {
+        self.ty
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.ty.row_bytes(self.cols)
+    }
+
+    /// The raw blocks of row `r`.
+    pub fn row(&self, r: usize) -> &[u8] {
+        let len = self.row_bytes();
+        let start = self.offset + r * len;
+        &self.storage.bytes()[start..start + len]
+    }
+
+    /// Row `r` as floats (an embedding lookup).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        formats::dequantize_row(self.ty, self.row(r), &mut out[..self.cols]);
+    }
+}
+
+/// Activation rows, kept as floats (for float weights) and, made on first use, quantised to
+/// 8 bits in the layouts the quantised weight types read ([`formats::ActivationKind`]).
+#[derive(Debug, Default, Clone)]
+pub struct Activations {
+    rows: usize,
+    cols: usize,
+    values: Vec<f32>,
+    q8: Option<Q8Rows>,
+    q8k: Option<Q8KRows>,
+}
+
+/// [`formats::ActivationKind::Q8`]: per block of 32, `qs` with scale `d` and `s = d · Σ qs`
+/// (the sum serves the weight types whose blocks carry a min).
+#[derive(Debug, Default, Clone)]
+pub struct Q8Rows {
+    pub qs: Vec<i8>,
+    pub d: Vec<f32>,
+    pub s: Vec<f32>,
+}
+
+/// [`formats::ActivationKind::Q8K`]: per block of 256, `qs` with scale `d`, and the integer
+/// sum of every 16 values.
+#[derive(Debug, Default, Clone)]
+pub struct Q8KRows {
+    pub qs: Vec<i8>,
+    pub d: Vec<f32>,
+    pub sums: Vec<i16>,
+}
+
+/// One activation row as the kernels see it (the quantised views are empty when not made).
+#[derive(Clone, Copy, Debug)]
+pub struct ActRow<'a> {
+    pub values: &'a [f32],
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub kqs: &'a [i8],
+    pub kd: &'a [f32],
+    pub ksums: &'a [i16],
+}
+
+impl Activations {
+    /// `rows × cols` values, row-major.
+    pub fn new(values: Vec<f32>, rows: usize, cols: usize) -> Self {
+        assert_eq!(values.len(), rows * cols, "activation shape");
+        Activations {
+            rows,
+            cols,
+            values,
+            q8: None,
+            q8k: None,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Replaces the contents, keeping the buffers.
+    pub fn set(&mut self, values: &[f32], rows: usize, cols: usize) {
+        assert_eq!(values.len(), rows * cols, "activation shape");
+        self.values.clear();
+        self.values.extend_from_slice(values);
+        self.rows = rows;
+        self.cols = cols;
+        // Stale now; `quantise` makes them again when a product needs them.
+        if let Some(q) = &mut self.q8 {
+            q.qs.clear();
+        }
+        if let Some(q) = &mut self.q8k {
+            q.qs.clear();
+        }
+    }
+
+    /// Whether the layout `kind` is there and current.
+    fn has(&self, kind: formats::ActivationKind) -> bool {
+        let n = self.rows * self.cols;
+        match kind {
+            formats::ActivationKind::Float => true,
+            formats::ActivationKind::Q8 => self.q8.as_ref().is_some_and(|q| q.qs.len() == n),
+            formats::ActivationKind::Q8K => self.q8k.as_ref().is_some_and(|q| q.qs.len() == n),
+        }
+    }
+
+    /// Makes layout `kind` if it is not there (`cols` must be a multiple of its block).
+    fn quantise(&mut self, kind: formats::ActivationKind) {
+        if self.has(kind) {
+            return;
+        }
+        let n = self.rows * self.cols;
+        match kind {
+            formats::ActivationKind::Float => {}
+            formats::ActivationKind::Q8 => {
+                let blocks = n / formats::Q8_BLOCK;
+                let q = self.q8.get_or_insert_with(Q8Rows::default);
+                q.qs.resize(n, 0);
+                q.d.resize(blocks, 0.0);
+                q.s.resize(blocks, 0.0);
+                formats::quantise_q8(&self.values, &mut q.qs, &mut q.d, &mut q.s);
+            }
+            formats::ActivationKind::Q8K => {
+                let blocks = n / formats::QK_K;
+                let q = self.q8k.get_or_insert_with(Q8KRows::default);
+                q.qs.resize(n, 0);
+                q.d.resize(blocks, 0.0);
+                q.sums.resize(blocks * 16, 0);
+                formats::quantise_q8k(&self.values, &mut q.qs, &mut q.d, &mut q.sums);
+            }
+        }
+    }
+
+    fn row(&self, t: usize) -> ActRow<'_> {
+        let c = self.cols;
+        let values = &self.values[t * c..(t + 1) * c];
+        let (qs, d, s) = match &self.q8 {
+            Some(q) if self.has(formats::ActivationKind::Q8) => {
+                let b = c / formats::Q8_BLOCK;
+                (
+                    &q.qs[t * c..(t + 1) * c],
+                    &q.d[t * b..(t + 1) * b],
+                    &q.s[t * b..(t + 1) * b],
+                )
+            }
+            _ => (&[][..], &[][..], &[][..]),
+        };
+        let (kqs, kd, ksums) = match &self.q8k {
+            Some(q) if self.has(formats::ActivationKind::Q8K) => {
+                let b = c / formats::QK_K;
+                (
+                    &q.qs[t * c..(t + 1) * c],
+                    &q.d[t * b..(t + 1) * b],
+                    &q.sums[t * b * 16..(t + 1) * b * 16],
+                )
+            }
+            _ => (&[][..], &[][..], &[][..]),
+        };
+        ActRow {
+            values,
+            qs,
+            d,
+            s,
+            kqs,
+            kd,
+            ksums,
+        }
+    }
+}
+
+impl ActRow<'_> {
+    /// Whether this row covers `cols` values in the layout `ty` reads (the SIMD kernels'
+    /// pointer reads rely on it).
+    pub fn covers(&self, ty: WeightType, cols: usize) -> bool {
+        match ty.activation() {
+            formats::ActivationKind::Float => self.values.len() >= cols,
+            formats::ActivationKind::Q8 => {
+                self.qs.len() >= cols && self.d.len() >= cols / 32 && self.s.len() >= cols / 32
+            }
+            formats::ActivationKind::Q8K => {
+                self.kqs.len() >= cols
+                    && self.kd.len() >= cols / formats::QK_K
+                    && self.ksums.len() >= cols / 16
+            }
+        }
+    }
+}
+
+/// Which instruction set the kernels use on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
+}
+
+impl Isa {
+    /// The fastest set this machine runs (`LADDER_KERNELS=scalar` forces the reference).
+    pub fn detect() -> Isa {
+        static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *ISA.get_or_init(|| {
+            if std::env::var("LADDER_KERNELS").is_ok_and(|v| v == "scalar") {
+                return Isa::Scalar;
+            }
+            Self::best()
+        })
+    }
+
+    #[allow(unreachable_code)]
+    fn best() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            return Isa::Avx2;
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return Isa::Simd128;
+        Isa::Scalar
+    }
+
+    /// Every set this machine can run, the reference first (for tests and benchmarks).
+    pub fn available() -> Vec<Isa> {
+        let mut all = vec![Isa::Scalar];
+        if Self::best() != Isa::Scalar {
+            all.push(Self::best());
+        }
+        all
+    }
+
+    /// `N` dot products of one weight row with `N` activation rows.
+    pub fn dot_rows<const N: usize>(
+        self,
+        ty: WeightType,
+        w: &[u8],
+        x: [ActRow<'_>; N],
+    ) -> [f32; N] {
+        let cols = w.len() / ty.block_bytes() * ty.block_elems();
+        assert!(
+            x.iter().all(|r| r.covers(ty, cols)),
+            "activations not prepared for {ty:?}"
+        );
+        // SAFETY: checked just above.
+        unsafe { self.dot_rows_unchecked(ty, w, x) }
+    }
+
+    /// # Safety
+    /// Every row of `x` must [cover](ActRow::covers) `w`'s columns in `ty`'s layout.
+    #[inline]
+    unsafe fn dot_rows_unchecked<const N: usize>(
+        self,
+        ty: WeightType,
+        w: &[u8],
+        x: [ActRow<'_>; N],
+    ) -> [f32; N] {
+        match self {
+            Isa::Scalar => scalar::dot_rows(ty, w, x),
+            // SAFETY: `Avx2` is only chosen when the CPU reports AVX2, FMA and F16C; the
+            // caller guarantees the rows cover `w`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::dot_rows(ty, w, x) },
+            // SAFETY: the caller guarantees the rows cover `w`.
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => unsafe { simd128::dot_rows(ty, w, x) },
+        }
+    }
+}
+
+/// One product of a batch: `out[t·rows + r] = w.row(r) · x.row(t)`.
+pub struct Product<'a> {
+    pub w: &'a Matrix,
+    pub x: &'a Activations,
+    pub out: &'a mut [f32],
+}
+
+/// `out = x · wᵀ` for one matrix (see [`matmul_many`]).
+pub fn matmul(pool: &Pool, w: &Matrix, x: &mut Activations, out: &mut [f32]) {
+    prepare(w, x);
+    matmul_many(pool, Isa::detect(), &mut [Product { w, x, out }]);
+}
+
+/// Makes `x` ready for products with `w` (quantises it the way `w`'s type reads it).
+pub fn prepare(w: &Matrix, x: &mut Activations) {
+    assert_eq!(w.cols, x.cols, "matrix and activations disagree on width");
+    x.quantise(w.ty.activation());
+}
+
+/// Several products in one parallel region, their rows split evenly over the pool's threads
+/// (one fork-join for, say, the Q, K and V projections together). Every `x` must have been
+/// [`prepare`]d for its `w`.
+pub fn matmul_many(pool: &Pool, isa: Isa, products: &mut [Product<'_>]) {
+    let total: usize = products.iter().map(|p| p.w.rows).sum();
+    for p in products.iter() {
+        assert_eq!(
+            p.w.cols, p.x.cols,
+            "matrix and activations disagree on width"
+        );
+        assert!(p.out.len() >= p.x.rows * p.w.rows, "output too small");
+        assert!(p.x.has(p.w.ty.activation()), "activations not prepared");
+    }
+    let outs: Vec<SendPtr> = products
+        .iter_mut()
+        .map(|p| SendPtr(p.out.as_mut_ptr()))
+        .collect();
+    let products = &*products;
+    let threads = pool.threads().min(total.max(1));
+    pool.run(threads, &|tid, n| {
+        let (start, end) = split(total, tid, n);
+        let mut base = 0;
+        for (p, out) in products.iter().zip(&outs) {
+            let (lo, hi) = (start.max(base), end.min(base + p.w.rows));
+            if lo < hi {
+                // SAFETY: rows [lo, hi) of this product are this thread's alone, and every
+                // index written is below `x.rows · w.rows`, checked above.
+                unsafe { rows_product(isa, p.w, p.x, out.0, lo - base, hi - base) };
+            }
+            base += p.w.rows;
+        }
+    });
+}
+
+/// A raw output pointer shared by the threads of one product (they write disjoint rows).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the threads of `matmul_many` write disjoint elements and are joined before the
+// borrow of the output ends.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// Thread `tid` of `n`'s share of `0..total`.
+pub fn split(total: usize, tid: usize, n: usize) -> (usize, usize) {
+    let per = total / n;
+    let extra = total % n;
+    let start = tid * per + tid.min(extra);
+    (start, start + per + usize::from(tid < extra))
+}
+
+/// # Safety
+/// `out` must be valid for `x.rows · w.rows` writes and rows `lo..hi` not written by anyone
+/// else meanwhile.
+unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo: usize, hi: usize) {
+    let n = x.rows;
+    let stride = w.rows;
+    let acts: Vec<ActRow<'_>> = (0..n).map(|t| x.row(t)).collect();
+    assert!(
+        acts.iter().all(|a| a.covers(w.ty, w.cols)),
+        "activations not prepared"
+    );
+    // Cache blocking: a band of weight rows (a few tens of KB) meets every tile of tokens
+    // while both stay in cache.
+    let band = (BAND_BYTES / w.row_bytes().max(1)).max(1);
+    let mut r0 = lo;
+    while r0 < hi {
+        let r1 = (r0 + band).min(hi);
+        let mut t = 0;
+        while t + TILE <= n {
+            let tile = [acts[t], acts[t + 1], acts[t + 2], acts[t + 3]];
+            for r in r0..r1 {
+                // SAFETY: every row covers `w`, checked above.
+                let dots = unsafe { isa.dot_rows_unchecked::<TILE>(w.ty, w.row(r), tile) };
+                for (i, d) in dots.into_iter().enumerate() {
+                    // SAFETY: (t + i) < n and r < stride, so the index is in bounds.
+                    unsafe { *out.add((t + i) * stride + r) = d };
+                }
+            }
+            t += TILE;
+        }
+        while t < n {
+            for r in r0..r1 {
+                // SAFETY: as above.
+                let [d] = unsafe { isa.dot_rows_unchecked::<1>(w.ty, w.row(r), [acts[t]]) };
+                // SAFETY: (t, r) is in bounds.
+                unsafe { *out.add(t * stride + r) = d };
+            }
+            t += 1;
+        }
+        r0 = r1;
+    }
+}
+
+/// Bytes of weight rows per cache band in [`rows_product`].
+const BAND_BYTES: usize = 16 << 10;
+
+/// `Σ a·b` over two float slices of equal length, with the machine's SIMD.
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    match Isa::detect() {
+        // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::dot_f32(a, b) },
+        _ => scalar::dot_f32(a, b),
+    }
+}
+
+/// `y += a·x`.
+#[inline]
+pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    debug_assert_eq!(x.len(), y.len());
+    match Isa::detect() {
+        // SAFETY: as in `dot_f32`.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::axpy(a, x, y) },
+        _ => scalar::axpy(a, x, y),
+    }
+}
+
+#[cfg(test)]
+mod tests;

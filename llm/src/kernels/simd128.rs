@@ -1,0 +1,257 @@
+//! WebAssembly simd128 kernels (browser and edge component builds, which enable `+simd128`).
+//!
+//! simd128 has no unsigned×signed byte product, so every format is unpacked to signed bytes
+//! (offsets applied), widened to i16 and multiplied with `i32x4.dot_i16x8_s`: exact integer
+//! sums per sub-block of 32, scaled and accumulated in f32x4 as the scalar reference does.
+
+use super::ActRow;
+use super::formats::{WeightType, f16_at, scales_mins_k4};
+use core::arch::wasm32::*;
+
+/// One block of 32 weights as signed bytes `a` (elements 0..16) and `b` (16..32), with the
+/// float scale and min that give their values (`scale·q + min`).
+struct Sub {
+    a: v128,
+    b: v128,
+    scale: f32,
+    min: f32,
+}
+
+/// # Safety
+/// Every row must [cover](ActRow::covers) the weight row: the kernels read whole blocks of
+/// the rows through raw pointers.
+pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>; N]) -> [f32; N] {
+    let cols = w.len() / ty.block_bytes() * ty.block_elems();
+    debug_assert!(x.iter().all(|r| r.covers(ty, cols)));
+    match ty {
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 => super::scalar::dot_rows(ty, w, x),
+        WeightType::Q4_0 => blocks::<N, _>(w, 18, &x, |b| {
+            let (a, bb) = nibbles(b, 2);
+            Sub::plain(
+                i8x16_sub(a, i8x16_splat(8)),
+                i8x16_sub(bb, i8x16_splat(8)),
+                f16_at(b, 0),
+                0.0,
+            )
+        }),
+        WeightType::Q4_1 => blocks::<N, _>(w, 20, &x, |b| {
+            let (a, bb) = nibbles(b, 4);
+            Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
+        }),
+        WeightType::Q5_0 => blocks::<N, _>(w, 22, &x, |b| {
+            let (a, bb) = five_bits(b, 2);
+            Sub::plain(
+                i8x16_sub(a, i8x16_splat(16)),
+                i8x16_sub(bb, i8x16_splat(16)),
+                f16_at(b, 0),
+                0.0,
+            )
+        }),
+        WeightType::Q5_1 => blocks::<N, _>(w, 24, &x, |b| {
+            let (a, bb) = five_bits(b, 4);
+            Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
+        }),
+        WeightType::Q8_0 => blocks::<N, _>(w, 34, &x, |b| {
+            // SAFETY: a Q8_0 block is 34 bytes, so 2..34 is readable.
+            let (a, bb) = unsafe {
+                (
+                    v128_load(b.as_ptr().add(2).cast()),
+                    v128_load(b.as_ptr().add(18).cast()),
+                )
+            };
+            Sub::plain(a, bb, f16_at(b, 0), 0.0)
+        }),
+        WeightType::Q4K => k45::<N, false>(w, &x),
+        WeightType::Q5K => k45::<N, true>(w, &x),
+        WeightType::Q6K => k6::<N>(w, &x),
+    }
+}
+
+/// The row's Q8_K values `16·h..16·h + 16` (the row covers the weight row, see `dot_rows`).
+#[inline(always)]
+fn kact16(row: &ActRow<'_>, h: usize) -> v128 {
+    debug_assert!(16 * h + 16 <= row.kqs.len());
+    // SAFETY: `dot_rows`' contract: the row holds every super-block of the weight row.
+    unsafe { v128_load(row.kqs.as_ptr().add(16 * h).cast()) }
+}
+
+#[inline(always)]
+fn load16(b: &[u8], at: usize) -> v128 {
+    assert!(at + 16 <= b.len());
+    // SAFETY: checked above.
+    unsafe { v128_load(b.as_ptr().add(at).cast()) }
+}
+
+fn hsum_i32(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v)
+        + i32x4_extract_lane::<1>(v)
+        + i32x4_extract_lane::<2>(v)
+        + i32x4_extract_lane::<3>(v)
+}
+
+/// Q4_K / Q5_K against Q8_K: the super-block sums in i32 with the 6-bit scales applied.
+fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    let bytes = if Q5 { 176 } else { 144 };
+    let mut acc = [0.0f32; N];
+    for (blk, b) in w.chunks_exact(bytes).enumerate() {
+        let (sc, m) = scales_mins_k4(&b[4..16]);
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let qs = if Q5 { 48 } else { 16 };
+        let mut sumi = [i32x4_splat(0); N];
+        for j in 0..8 {
+            let g = j / 2;
+            let (r0, r1) = (load16(b, qs + 32 * g), load16(b, qs + 32 * g + 16));
+            let (mut lo, mut hi) = if j % 2 == 0 {
+                (
+                    v128_and(r0, u8x16_splat(0xF)),
+                    v128_and(r1, u8x16_splat(0xF)),
+                )
+            } else {
+                (u8x16_shr(r0, 4), u8x16_shr(r1, 4))
+            };
+            if Q5 {
+                let bit = |h: v128| i8x16_shl(v128_and(u8x16_shr(h, j as u32), u8x16_splat(1)), 4);
+                lo = v128_or(lo, bit(load16(b, 16)));
+                hi = v128_or(hi, bit(load16(b, 32)));
+            }
+            let scale = i32x4_splat(i32::from(sc[j]));
+            for (r, row) in x.iter().enumerate() {
+                let k = 16 * blk + 2 * j;
+                let dot = i32x4_add(dot16(lo, kact16(row, k)), dot16(hi, kact16(row, k + 1)));
+                sumi[r] = i32x4_add(sumi[r], i32x4_mul(dot, scale));
+            }
+        }
+        for (r, row) in x.iter().enumerate() {
+            let dy = row.kd[blk];
+            let sums = &row.ksums[16 * blk..16 * blk + 16];
+            let mins: i32 = (0..8)
+                .map(|j| i32::from(m[j]) * (i32::from(sums[2 * j]) + i32::from(sums[2 * j + 1])))
+                .sum();
+            acc[r] += d * dy * hsum_i32(sumi[r]) as f32 - dmin * dy * mins as f32;
+        }
+    }
+    acc
+}
+
+/// Q6_K against Q8_K: signed values, the 16-value scales applied in i32.
+fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    let mut acc = [0.0f32; N];
+    for (blk, b) in w.chunks_exact(210).enumerate() {
+        let d = f16_at(b, 208);
+        let mut sumi = [i32x4_splat(0); N];
+        for j in 0..8 {
+            // Sub-block j: half n = j / 4 of 128 values, chunk c = j % 4 of 32 within it.
+            let (n, c) = (j / 4, j % 4);
+            let ql = 64 * n + if c % 2 == 1 { 32 } else { 0 };
+            let qh = 128 + 32 * n;
+            let low = |v: v128| {
+                if c < 2 {
+                    v128_and(v, u8x16_splat(0xF))
+                } else {
+                    u8x16_shr(v, 4)
+                }
+            };
+            let high = |v: v128| i8x16_shl(v128_and(u8x16_shr(v, 2 * c as u32), u8x16_splat(3)), 4);
+            let a = i8x16_sub(
+                v128_or(low(load16(b, ql)), high(load16(b, qh))),
+                i8x16_splat(32),
+            );
+            let bb = i8x16_sub(
+                v128_or(low(load16(b, ql + 16)), high(load16(b, qh + 16))),
+                i8x16_splat(32),
+            );
+            let s = 8 * n + 2 * c;
+            let (sa, sb) = (
+                i32x4_splat(i32::from(b[192 + s] as i8)),
+                i32x4_splat(i32::from(b[192 + s + 1] as i8)),
+            );
+            for (r, row) in x.iter().enumerate() {
+                let k = 16 * blk + 2 * j;
+                let prod = i32x4_add(
+                    i32x4_mul(dot16(a, kact16(row, k)), sa),
+                    i32x4_mul(dot16(bb, kact16(row, k + 1)), sb),
+                );
+                sumi[r] = i32x4_add(sumi[r], prod);
+            }
+        }
+        for (r, row) in x.iter().enumerate() {
+            acc[r] += d * row.kd[blk] * hsum_i32(sumi[r]) as f32;
+        }
+    }
+    acc
+}
+
+impl Sub {
+    fn plain(a: v128, b: v128, scale: f32, min: f32) -> Sub {
+        Sub { a, b, scale, min }
+    }
+}
+
+/// Low and high nibbles of the 16 bytes at `b[at..]`.
+#[inline(always)]
+fn nibbles(b: &[u8], at: usize) -> (v128, v128) {
+    assert!(at + 16 <= b.len());
+    // SAFETY: checked above.
+    let v = unsafe { v128_load(b.as_ptr().add(at).cast()) };
+    (v128_and(v, u8x16_splat(0xF)), u8x16_shr(v, 4))
+}
+
+/// Q5 values (0..32) from the 32 high bits at `b[at..at + 4]` and the nibbles after them.
+#[inline(always)]
+fn five_bits(b: &[u8], at: usize) -> (v128, v128) {
+    let (lo, hi) = nibbles(b, at + 4);
+    let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let bits = |half: u32| {
+        // Byte i gets bit i of `half`: spread the two bytes, pick each one's bit, test it.
+        let spread = i8x16_shuffle::<0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1>(
+            u16x8_splat(half as u16),
+            u16x8_splat(half as u16),
+        );
+        let mask = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+        v128_and(i8x16_eq(v128_and(spread, mask), mask), u8x16_splat(0x10))
+    };
+    (v128_or(lo, bits(qh & 0xFFFF)), v128_or(hi, bits(qh >> 16)))
+}
+
+#[inline(always)]
+fn dot16(a: v128, b: v128) -> v128 {
+    i32x4_add(
+        i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(b)),
+        i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(b)),
+    )
+}
+
+/// The shared loop of the 32-value formats: each block of `bytes` bytes unpacked once by
+/// `unpack` and multiplied with every row.
+#[inline(always)]
+fn blocks<const N: usize, F: Fn(&[u8]) -> Sub>(
+    w: &[u8],
+    bytes: usize,
+    x: &[ActRow<'_>; N],
+    unpack: F,
+) -> [f32; N] {
+    let mut acc = [f32x4_splat(0.0); N];
+    let mut mins = [0.0f32; N];
+    for (k, block) in w.chunks_exact(bytes).enumerate() {
+        let sub = unpack(block);
+        for (r, row) in x.iter().enumerate() {
+            // SAFETY: `dot_rows`' contract: the row covers every block.
+            let (ya, yb) = unsafe {
+                let p = row.qs.as_ptr().add(32 * k);
+                (v128_load(p.cast()), v128_load(p.add(16).cast()))
+            };
+            let isum = i32x4_add(dot16(sub.a, ya), dot16(sub.b, yb));
+            let scale = f32x4_splat(sub.scale * row.d[k]);
+            acc[r] = f32x4_add(acc[r], f32x4_mul(f32x4_convert_i32x4(isum), scale));
+            mins[r] += sub.min * row.s[k];
+        }
+    }
+    let mut out = [0.0; N];
+    for r in 0..N {
+        let v = acc[r];
+        out[r] = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+            + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+            + mins[r];
+    }
+    out
+}

@@ -1,0 +1,436 @@
+//! The decoder-only transformer every supported family is an instance of: token embedding,
+//! `n` blocks of (RMS-normed) grouped-query attention with rotary positions and a gated MLP,
+//! a final norm and the vocabulary projection. The families differ only in [`Config`] and in
+//! which optional weights a [`Layer`] has (`llama.rs`, `qwen2.rs`, `gemma3.rs` fill them in).
+//!
+//! A forward pass takes several sequences at once, each with its own KV cache and any number
+//! of new tokens: a prompt prefill is one sequence with many tokens; a batched decode step is
+//! many sequences with one token each. All their rows go through every weight matrix together,
+//! so the weights are read once per step; attention is per row against its own sequence's cache.
+
+use crate::error::{Error, Result};
+use crate::kernels::{self, Activations, Isa, Matrix, Pool, Product, math};
+
+/// How rotary embeddings pair up the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RopeStyle {
+    /// `(x[2i], x[2i+1])`: llama.cpp's "normal" rope (llama GGUFs are permuted for it).
+    Adjacent,
+    /// `(x[i], x[i + d/2])`: GPT-NeoX style (Qwen2, Gemma).
+    Halves,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// SwiGLU: `silu(gate) · up`.
+    Silu,
+    /// GeGLU with the tanh approximation of GELU.
+    GeluTanh,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub rms_eps: f32,
+    pub rope_style: RopeStyle,
+    /// Gemma multiplies embeddings by `sqrt(n_embd)`.
+    pub embed_scale: Option<f32>,
+    pub activation: Activation,
+    /// Multiplies `q·k` before the softmax (usually `1/sqrt(head_dim)`).
+    pub attn_scale: f32,
+    /// `c·tanh(logits/c)` on the output, where a family asks for it.
+    pub logit_softcap: Option<f32>,
+}
+
+impl Config {
+    fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+    fn kv_dim(&self) -> usize {
+        self.n_kv_head * self.head_dim
+    }
+}
+
+pub(crate) struct Layer {
+    pub attn_norm: Vec<f32>,
+    pub wq: Matrix,
+    pub wk: Matrix,
+    pub wv: Matrix,
+    pub wo: Matrix,
+    /// Qwen2's projection biases.
+    pub bias_q: Option<Vec<f32>>,
+    pub bias_k: Option<Vec<f32>>,
+    pub bias_v: Option<Vec<f32>>,
+    /// Gemma's per-head RMS norms of queries and keys.
+    pub q_norm: Option<Vec<f32>>,
+    pub k_norm: Option<Vec<f32>>,
+    /// Gemma's norms on the attention and MLP outputs, before the residual add.
+    pub post_attn_norm: Option<Vec<f32>>,
+    pub ffn_norm: Vec<f32>,
+    pub w_gate: Matrix,
+    pub w_up: Matrix,
+    pub w_down: Matrix,
+    pub post_ffn_norm: Option<Vec<f32>>,
+    /// Rotary frequencies, one per rotated pair: the leading `2·len` dimensions of each head
+    /// rotate, the rest pass through.
+    pub inv_freq: Vec<f32>,
+    /// Sliding-window layers attend to this many most recent positions (the current included).
+    pub window: Option<usize>,
+}
+
+pub(crate) struct Decoder {
+    pub cfg: Config,
+    pub embed: Matrix,
+    pub layers: Vec<Layer>,
+    pub out_norm: Vec<f32>,
+    pub output: Matrix,
+}
+
+/// One sequence's keys and values, per layer, `[position][kv_head][head_dim]`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Cache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    len: usize,
+}
+
+impl Cache {
+    /// Forgets everything after the first `len` positions.
+    pub fn truncate(&mut self, len: usize, kv_dim: usize) {
+        if len < self.len {
+            for c in self.k.iter_mut().chain(self.v.iter_mut()) {
+                c.truncate(len * kv_dim);
+            }
+            self.len = len;
+        }
+    }
+}
+
+/// A sequence in a forward pass: its cache and the tokens that follow what it holds.
+pub(crate) struct Seq<'a> {
+    pub cache: &'a mut Cache,
+    pub tokens: &'a [u32],
+}
+
+/// Inverse rotary frequencies `base^(-2i/d)` (divided by per-pair factors where a model has
+/// them), times a linear position scale.
+pub(crate) fn rope_frequencies(
+    dims: usize,
+    base: f32,
+    scale: f32,
+    factors: Option<&[f32]>,
+) -> Vec<f32> {
+    (0..dims / 2)
+        .map(|i| {
+            let f = base.powf(-((2 * i) as f32) / dims as f32) * scale;
+            f / factors.and_then(|fs| fs.get(i)).copied().unwrap_or(1.0)
+        })
+        .collect()
+}
+
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let mean = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let inv = 1.0 / (mean + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * inv * g;
+    }
+}
+
+fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        rms_norm(xr, w, eps, or);
+    }
+}
+
+fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    let mut tmp = vec![0.0; d];
+    for row in x.chunks_exact_mut(d) {
+        rms_norm(row, w, eps, &mut tmp);
+        row.copy_from_slice(&tmp);
+    }
+}
+
+/// `(sin, cos)` of every rotated pair at every row's position, pairs contiguous per row.
+fn rope_table(inv_freq: &[f32], rows: &[(usize, usize)]) -> Vec<(f32, f32)> {
+    rows.iter()
+        .flat_map(|&(_, pos)| inv_freq.iter().map(move |f| (pos as f32 * f).sin_cos()))
+        .collect()
+}
+
+/// Rotates every head of `x` (one row, `heads × head_dim`) by that row's angles.
+fn rope(x: &mut [f32], head_dim: usize, style: RopeStyle, angles: &[(f32, f32)]) {
+    let pairs = angles.len();
+    for head in x.chunks_exact_mut(head_dim) {
+        for (i, &(sin, cos)) in angles.iter().enumerate() {
+            let (a, b) = match style {
+                RopeStyle::Adjacent => (2 * i, 2 * i + 1),
+                RopeStyle::Halves => (i, i + pairs),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * cos - x1 * sin;
+            head[b] = x0 * sin + x1 * cos;
+        }
+    }
+}
+
+impl Decoder {
+    pub fn vocab_size(&self) -> usize {
+        self.output.rows()
+    }
+
+    pub fn kv_dim(&self) -> usize {
+        self.cfg.kv_dim()
+    }
+
+    pub fn new_cache(&self) -> Cache {
+        Cache {
+            k: vec![Vec::new(); self.layers.len()],
+            v: vec![Vec::new(); self.layers.len()],
+            len: 0,
+        }
+    }
+
+    /// Runs the new tokens of every sequence and returns, per sequence, the logits that follow
+    /// its last token. Caches grow by their sequence's tokens. A sequence with no tokens is an
+    /// error; on any error no cache has changed.
+    pub fn forward(&self, pool: &Pool, seqs: &mut [Seq<'_>]) -> Result<Vec<Vec<f32>>> {
+        let cfg = &self.cfg;
+        let (d, qd, kvd, hd) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.head_dim);
+        let vocab = self.embed.rows();
+        // (sequence, position) of every row, sequences in order.
+        let mut rows = Vec::new();
+        for (s, seq) in seqs.iter().enumerate() {
+            if seq.tokens.is_empty() {
+                return Err(Error::EmptyInput);
+            }
+            for (i, &t) in seq.tokens.iter().enumerate() {
+                if t as usize >= vocab {
+                    return Err(Error::TokenOutOfRange {
+                        id: t,
+                        vocab_size: vocab,
+                    });
+                }
+                rows.push((s, seq.cache.len + i));
+            }
+        }
+        let n = rows.len();
+        let isa = Isa::detect();
+
+        let mut x = vec![0.0f32; n * d];
+        let tokens = seqs.iter().flat_map(|s| s.tokens.iter().copied());
+        for (xr, t) in x.chunks_exact_mut(d).zip(tokens) {
+            self.embed.dequantize_row(t as usize, xr);
+            if let Some(scale) = cfg.embed_scale {
+                xr.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+
+        let mut h = Activations::default();
+        let mut normed = vec![0.0f32; n * d];
+        let (mut q, mut k, mut v) = (vec![0.0; n * qd], vec![0.0; n * kvd], vec![0.0; n * kvd]);
+        let mut attn = vec![0.0f32; n * qd];
+        let mut a = Activations::default();
+        let mut o = vec![0.0f32; n * d];
+        let last_rows: Vec<usize> = {
+            let mut end = 0;
+            seqs.iter()
+                .map(|s| {
+                    end += s.tokens.len();
+                    end - 1
+                })
+                .collect()
+        };
+        // Rows that still matter: all of them until the last layer's attention, then only the
+        // last row of each sequence (only its logits are returned).
+        let mut live = n;
+        // Rotary angles, recomputed only when a layer's frequencies differ from the last one's.
+        let mut table = Vec::new();
+        let mut table_freq: Option<&Vec<f32>> = None;
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            // Attention.
+            rms_norm_rows(&x, &layer.attn_norm, cfg.rms_eps, &mut normed);
+            h.set(&normed, n, d);
+            for w in [&layer.wq, &layer.wk, &layer.wv] {
+                kernels::prepare(w, &mut h);
+            }
+            kernels::matmul_many(
+                pool,
+                isa,
+                &mut [
+                    Product {
+                        w: &layer.wq,
+                        x: &h,
+                        out: &mut q,
+                    },
+                    Product {
+                        w: &layer.wk,
+                        x: &h,
+                        out: &mut k,
+                    },
+                    Product {
+                        w: &layer.wv,
+                        x: &h,
+                        out: &mut v,
+                    },
+                ],
+            );
+            for (buf, bias, dim) in [
+                (&mut q, &layer.bias_q, qd),
+                (&mut k, &layer.bias_k, kvd),
+                (&mut v, &layer.bias_v, kvd),
+            ] {
+                if let Some(b) = bias {
+                    for row in buf.chunks_exact_mut(dim) {
+                        row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+                    }
+                }
+            }
+            if let Some(w) = &layer.q_norm {
+                rms_norm_in_place(&mut q, w, cfg.rms_eps);
+            }
+            if let Some(w) = &layer.k_norm {
+                rms_norm_in_place(&mut k, w, cfg.rms_eps);
+            }
+            if table_freq != Some(&layer.inv_freq) {
+                table = rope_table(&layer.inv_freq, &rows);
+                table_freq = Some(&layer.inv_freq);
+            }
+            let pairs = layer.inv_freq.len();
+            for r in 0..n {
+                let angles = &table[r * pairs..(r + 1) * pairs];
+                rope(&mut q[r * qd..(r + 1) * qd], hd, cfg.rope_style, angles);
+                rope(&mut k[r * kvd..(r + 1) * kvd], hd, cfg.rope_style, angles);
+            }
+            for (r, &(s, _)) in rows.iter().enumerate() {
+                let cache = &mut *seqs[s].cache;
+                cache.k[li].extend_from_slice(&k[r * kvd..(r + 1) * kvd]);
+                cache.v[li].extend_from_slice(&v[r * kvd..(r + 1) * kvd]);
+            }
+            {
+                let caches: Vec<&Cache> = seqs.iter().map(|s| &*s.cache).collect();
+                self.attention(pool, layer, li, &rows, &caches, &q, &mut attn);
+            }
+
+            if li + 1 == self.layers.len() && live != last_rows.len() {
+                // From here on only the rows whose logits are wanted.
+                for (i, &r) in last_rows.iter().enumerate() {
+                    x.copy_within(r * d..(r + 1) * d, i * d);
+                    attn.copy_within(r * qd..(r + 1) * qd, i * qd);
+                }
+                live = last_rows.len();
+                x.truncate(live * d);
+            }
+
+            a.set(&attn[..live * qd], live, qd);
+            kernels::matmul(pool, &layer.wo, &mut a, &mut o);
+            if let Some(w) = &layer.post_attn_norm {
+                rms_norm_in_place(&mut o[..live * d], w, cfg.rms_eps);
+            }
+            x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+
+            // MLP.
+            rms_norm_rows(&x, &layer.ffn_norm, cfg.rms_eps, &mut normed[..live * d]);
+            h.set(&normed[..live * d], live, d);
+            let ff = layer.w_gate.rows();
+            let (mut gate, mut up) = (vec![0.0f32; live * ff], vec![0.0f32; live * ff]);
+            kernels::prepare(&layer.w_gate, &mut h);
+            kernels::prepare(&layer.w_up, &mut h);
+            kernels::matmul_many(
+                pool,
+                isa,
+                &mut [
+                    Product {
+                        w: &layer.w_gate,
+                        x: &h,
+                        out: &mut gate,
+                    },
+                    Product {
+                        w: &layer.w_up,
+                        x: &h,
+                        out: &mut up,
+                    },
+                ],
+            );
+            let act = cfg.activation;
+            // At least a few hundred values per piece, so short rows are not split needlessly.
+            let piece = (live * ff).div_ceil(pool.threads()).max(512);
+            pool.for_each_chunk(&mut gate, piece, &|item, g| {
+                let start = item * piece;
+                let u = &up[start..start + g.len()];
+                match act {
+                    Activation::Silu => math::silu_mul(g, u),
+                    Activation::GeluTanh => math::gelu_mul(g, u),
+                }
+            });
+            a.set(&gate, live, ff);
+            kernels::matmul(pool, &layer.w_down, &mut a, &mut o);
+            if let Some(w) = &layer.post_ffn_norm {
+                rms_norm_in_place(&mut o[..live * d], w, cfg.rms_eps);
+            }
+            x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+        }
+
+        // Only the last row of each sequence is left in `x`.
+        for seq in seqs.iter_mut() {
+            seq.cache.len += seq.tokens.len();
+        }
+        let m = last_rows.len();
+        rms_norm_rows(
+            &x[..m * d],
+            &self.out_norm,
+            cfg.rms_eps,
+            &mut normed[..m * d],
+        );
+        h.set(&normed[..m * d], m, d);
+        let vocab_out = self.output.rows();
+        let mut logits = vec![0.0f32; m * vocab_out];
+        kernels::matmul(pool, &self.output, &mut h, &mut logits);
+        if let Some(c) = cfg.logit_softcap {
+            logits.iter_mut().for_each(|l| *l = c * (*l / c).tanh());
+        }
+        Ok(logits
+            .chunks_exact(vocab_out)
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+
+    /// Causal (and, for sliding-window layers, windowed) attention of every row's queries over
+    /// its own sequence's cached keys and values, one (row, head) pair per work item.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        pool: &Pool,
+        layer: &Layer,
+        li: usize,
+        rows: &[(usize, usize)],
+        caches: &[&Cache],
+        q: &[f32],
+        out: &mut [f32],
+    ) {
+        let cfg = &self.cfg;
+        let (hd, kvd) = (cfg.head_dim, cfg.kv_dim());
+        let group = cfg.n_head / cfg.n_kv_head;
+        pool.for_each_chunk(&mut out[..rows.len() * cfg.q_dim()], hd, &|item, out| {
+            let (r, head) = (item / cfg.n_head, item % cfg.n_head);
+            let (s, pos) = rows[r];
+            let kv = head / group;
+            let (keys, values) = (&caches[s].k[li], &caches[s].v[li]);
+            let first = layer.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let qh = &q[(r * cfg.n_head + head) * hd..][..hd];
+            let mut scores: Vec<f32> = (first..=pos)
+                .map(|j| kernels::dot_f32(qh, &keys[j * kvd + kv * hd..][..hd]) * cfg.attn_scale)
+                .collect();
+            math::softmax(&mut scores);
+            out.fill(0.0);
+            for (j, &s) in (first..=pos).zip(&scores) {
+                kernels::axpy(s, &values[j * kvd + kv * hd..][..hd], out);
+            }
+        });
+    }
+}
