@@ -38,7 +38,7 @@ fn main() {
                 cols,
             );
             let mut out = vec![0.0; n * rows];
-            kernels::matmul(&pool, &w, &mut x, &mut out);
+            kernels::matmul(&pool, Isa::detect(), &w, &mut x, &mut out);
             let reps = if n == 1 { 50 } else { 1 };
             let mut s = f64::MAX;
             for _ in 0..outer {

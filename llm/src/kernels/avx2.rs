@@ -1,13 +1,16 @@
-//! x86-64 kernels for AVX2 + FMA + F16C, chosen at run time by [`super::Isa::detect`].
+//! x86-64 kernels for AVX2 + FMA + F16C, chosen at run time by [`super::Isa::detect`]. They
+//! give bit for bit the results of [`super::scalar`] (see its canonical summation order).
 //!
 //! The integer core is `maddubs` (unsigned × signed bytes, pairs summed to i16) then `madd`
-//! with ones (to i32): 32 products per two instructions. Formats whose values are signed go
-//! through it with the sign trick (`|w|` × `x·sign(w)`); formats with a min use unsigned
-//! values and add `min · s_x` per block. Each sub-block's eight i32 lanes are converted to
-//! floats and accumulated with one FMA, as the scalar reference does per sub-block.
+//! (to i32): 32 products in two instructions. Signed formats go through it with the sign
+//! trick (`|w|` × `x·sign(w)`). A 32-value block's eight i32 lanes are converted and scaled
+//! into one of two alternating sets of float lanes (two independent dependency chains per
+//! row). The K-quants sum a super-block in i32 lanes with their sub-block scales applied by
+//! `madd`, then reduce it to one integer.
 
 use super::ActRow;
 use super::formats::{WeightType, scales_mins_k4};
+use super::scalar::{Lanes, k_lanes};
 use std::arch::x86_64::*;
 
 /// `N` dot products of one weight row with `N` activation rows.
@@ -37,6 +40,11 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>;
     }
 }
 
+/// How far ahead of the block being read a single-row product prefetches its weights. (A
+/// decode step streams every weight from memory once; the hardware prefetcher alone leaves a
+/// single core well short of the memory's bandwidth.)
+const PREFETCH: usize = 4096;
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn load(p: *const u8) -> __m256i {
@@ -46,34 +54,31 @@ unsafe fn load(p: *const u8) -> __m256i {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn act(row: &ActRow<'_>, k: usize) -> __m256i {
-    // SAFETY: `dot_rows` checked that the row holds every sub-block of the weight row.
-    unsafe { load(row.qs.as_ptr().add(32 * k).cast()) }
+unsafe fn prefetch(p: *const u8, bytes: usize) {
+    let mut line = 0;
+    while line < bytes {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line).cast());
+        line += 64;
+    }
 }
 
-/// An f16 at `p` as f32, with F16C.
+/// The canonical lane sum (see [`Lanes::total`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn half(p: *const u8) -> f32 {
-    // SAFETY: the caller passes a pointer to 2 readable bytes.
-    let bits = unsafe { p.cast::<u16>().read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum(v: __m256) -> f32 {
+fn total(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
-/// Unsigned bytes × signed bytes, summed in groups of four to eight floats.
+/// The exact sum of the eight i32 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn mul_sum_us8(ax: __m256i, sy: __m256i) -> __m256 {
-    let pairs = _mm256_maddubs_epi16(ax, sy);
-    _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
 }
 
 /// The 32 nibbles of 16 bytes: low nibbles first, then high nibbles.
@@ -113,175 +118,204 @@ fn bit_as(bits: __m256i, j: usize, value: __m256i) -> __m256i {
     _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask), value)
 }
 
-/// Sums the vector and scalar accumulators of each row.
+/// A 32-value block format, as the shared loop [`q32`] needs it.
+trait Block32 {
+    const BYTES: usize;
+    /// Values are signed (`q − offset`), else unsigned with a min at byte 2.
+    const SIGNED: bool;
+    /// The 32 values of the block at `p` as bytes.
+    ///
+    /// # Safety
+    /// `p` points to a whole block; the CPU has AVX2.
+    unsafe fn values(p: *const u8) -> __m256i;
+}
+
+struct Q40;
+struct Q41;
+struct Q50;
+struct Q51;
+struct Q80;
+
+impl Block32 for Q40 {
+    const BYTES: usize = 18;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: forwarded; bytes 2..18 hold the nibbles.
+        unsafe { _mm256_sub_epi8(nibbles(p.add(2)), _mm256_set1_epi8(8)) }
+    }
+}
+
+impl Block32 for Q41 {
+    const BYTES: usize = 20;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: forwarded; bytes 4..20 hold the nibbles.
+        unsafe { nibbles(p.add(4)) }
+    }
+}
+
+impl Block32 for Q50 {
+    const BYTES: usize = 22;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: forwarded; bytes 2..6 hold the fifth bits, 6..22 the nibbles. Where the
+        // fifth bit is clear, or-ing in 0xF0 makes the byte `q − 16`.
+        unsafe {
+            let high = _mm256_andnot_si256(bits_to_bytes(p.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
+            _mm256_or_si256(nibbles(p.add(6)), high)
+        }
+    }
+}
+
+impl Block32 for Q51 {
+    const BYTES: usize = 24;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: forwarded; bytes 4..8 hold the fifth bits, 8..24 the nibbles.
+        unsafe {
+            let high = _mm256_and_si256(bits_to_bytes(p.add(4)), _mm256_set1_epi8(0x10));
+            _mm256_or_si256(nibbles(p.add(8)), high)
+        }
+    }
+}
+
+impl Block32 for Q80 {
+    const BYTES: usize = 34;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn values(p: *const u8) -> __m256i {
+        // SAFETY: forwarded; bytes 2..34 hold the values.
+        unsafe { load(p.add(2)) }
+    }
+}
+
+/// The shared loop of the 32-value formats, in the canonical order: even blocks into one set
+/// of lanes, odd blocks into the other, each block unpacked once for all rows.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn finish<const N: usize>(acc: [[__m256; N]; 2], mins: [[f32; N]; 2]) -> [f32; N] {
+unsafe fn q32<F: Block32, const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    let nb = w.len() / F::BYTES;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); N]; 2];
+    let mut mins = [[0.0f32; 2]; N];
+    let mut b = 0;
+    while b < nb {
+        let set = b & 1;
+        // SAFETY: block b lies inside `w`, and the rows cover it (`dot_rows`).
+        unsafe {
+            let p = w.as_ptr().add(b * F::BYTES);
+            if N == 1 && set == 0 {
+                prefetch(p.wrapping_add(PREFETCH), 2 * F::BYTES);
+            }
+            let q = F::values(p);
+            let d = half(p);
+            let m = if F::SIGNED { 0.0 } else { half(p.add(2)) };
+            for (r, row) in x.iter().enumerate() {
+                let y = load(row.qs.as_ptr().add(32 * b).cast());
+                let isum = _mm256_cvtepi32_ps(block_product::<F>(q, y, ones));
+                let scale = _mm256_set1_ps(d * *row.d.get_unchecked(b));
+                acc[set][r] = _mm256_add_ps(acc[set][r], _mm256_mul_ps(scale, isum));
+                if !F::SIGNED {
+                    mins[r][set] += m * *row.s.get_unchecked(b);
+                }
+            }
+        }
+        b += 1;
+    }
     let mut out = [0.0; N];
     for r in 0..N {
-        out[r] = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + (mins[0][r] + mins[1][r]);
+        out[r] = total(_mm256_add_ps(acc[0][r], acc[1][r])) + (mins[r][0] + mins[r][1]);
     }
     out
 }
 
-/// Runs `$body(block, acc, mins)` over `$nb` blocks. A single row alternates two sets of
-/// accumulators so it still has two independent FMA chains; several rows already have one
-/// chain each, and a second set would only cost registers.
-macro_rules! blocks {
-    ($n:ident, $w:expr, $bytes:expr, |$b:ident, $acc:ident, $mins:ident| $body:block) => {{
-        let (w, bytes): (&[u8], usize) = ($w, $bytes);
-        let nb = w.len() / bytes;
-        let mut acc0 = [_mm256_setzero_ps(); $n];
-        let mut acc1 = [_mm256_setzero_ps(); $n];
-        let mut mins0 = [0.0f32; $n];
-        let mut mins1 = [0.0f32; $n];
-        let mut blk = 0;
-        if $n == 1 {
-            while blk + 1 < nb {
-                let ahead = w.as_ptr().wrapping_add(blk * bytes + PREFETCH);
-                let mut line = 0;
-                while line < 2 * bytes {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast());
-                    line += 64;
-                }
-                {
-                    let ($b, $acc, $mins) = (blk, &mut acc0, &mut mins0);
-                    $body
-                }
-                {
-                    let ($b, $acc, $mins) = (blk + 1, &mut acc1, &mut mins1);
-                    $body
-                }
-                blk += 2;
-            }
-        }
-        while blk < nb {
-            let ($b, $acc, $mins) = (blk, &mut acc0, &mut mins0);
-            $body
-            blk += 1;
-        }
-        finish([acc0, acc1], [mins0, mins1])
-    }};
-}
-
-/// How far ahead of the block being read a single-row product prefetches its weights.
-/// (A decode step streams every weight from memory once; the hardware prefetcher alone leaves
-/// a single core well short of the memory's bandwidth.)
-const PREFETCH: usize = 4096;
-
-/// Signed weights `q` against each row's sub-block `k`, scaled by `d · d_x`.
-macro_rules! signed_sub {
-    ($x:expr, $acc:expr, $q:expr, $d:expr, $k:expr) => {{
-        let q = $q;
-        let ax = _mm256_sign_epi8(q, q);
-        for (r, row) in $x.iter().enumerate() {
-            let y = act(row, $k);
-            let p = mul_sum_us8(ax, _mm256_sign_epi8(y, q));
-            $acc[r] = _mm256_fmadd_ps(_mm256_set1_ps($d * *row.d.get_unchecked($k)), p, $acc[r]);
-        }
-    }};
-}
-
-/// Unsigned weights `q` with a min against each row's sub-block `k`.
-macro_rules! unsigned_sub {
-    ($x:expr, $acc:expr, $mins:expr, $q:expr, $d:expr, $m:expr, $k:expr) => {{
-        let q = $q;
-        for (r, row) in $x.iter().enumerate() {
-            let p = mul_sum_us8(q, act(row, $k));
-            $acc[r] = _mm256_fmadd_ps(_mm256_set1_ps($d * *row.d.get_unchecked($k)), p, $acc[r]);
-            $mins[r] += $m * *row.s.get_unchecked($k);
-        }
-    }};
+/// One block's 32 products as eight exact i32 partial sums (lane `k`: values `4k..4k+3`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn block_product<F: Block32>(q: __m256i, y: __m256i, ones: __m256i) -> __m256i {
+    let pairs = if F::SIGNED {
+        _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))
+    } else {
+        _mm256_maddubs_epi16(q, y)
+    };
+    _mm256_madd_epi16(pairs, ones)
 }
 
 // One symbol per format, so profiles show where the time goes.
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
-    // SAFETY (all blocks below): `b < nb` keeps every read inside `w` and the rows.
-    blocks!(N, w, 18, |b, acc, _mins| {
-        unsafe {
-            let p = w.as_ptr().add(18 * b);
-            let q = _mm256_sub_epi8(nibbles(p.add(2)), _mm256_set1_epi8(8));
-            signed_sub!(x, acc, q, half(p), b);
-        }
-    })
+    // SAFETY: forwarded from `dot_rows`.
+    unsafe { q32::<Q40, N>(w, x) }
 }
 
-// One symbol per format, so profiles show where the time goes.
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
-    blocks!(N, w, 20, |b, acc, mins| {
-        unsafe {
-            let p = w.as_ptr().add(20 * b);
-            unsigned_sub!(x, acc, mins, nibbles(p.add(4)), half(p), half(p.add(2)), b);
-        }
-    })
+    // SAFETY: forwarded from `dot_rows`.
+    unsafe { q32::<Q41, N>(w, x) }
 }
 
-// One symbol per format, so profiles show where the time goes.
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_0<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
-    blocks!(N, w, 22, |b, acc, _mins| {
-        unsafe {
-            let p = w.as_ptr().add(22 * b);
-            // Where the fifth bit is clear, or-ing in 0xF0 makes the byte `q − 16`.
-            let high = _mm256_andnot_si256(bits_to_bytes(p.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
-            let q = _mm256_or_si256(nibbles(p.add(6)), high);
-            signed_sub!(x, acc, q, half(p), b);
-        }
-    })
+    // SAFETY: forwarded from `dot_rows`.
+    unsafe { q32::<Q50, N>(w, x) }
 }
 
-// One symbol per format, so profiles show where the time goes.
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_1<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
-    blocks!(N, w, 24, |b, acc, mins| {
-        unsafe {
-            let p = w.as_ptr().add(24 * b);
-            let high = _mm256_and_si256(bits_to_bytes(p.add(4)), _mm256_set1_epi8(0x10));
-            let q = _mm256_or_si256(nibbles(p.add(8)), high);
-            unsigned_sub!(x, acc, mins, q, half(p), half(p.add(2)), b);
-        }
-    })
+    // SAFETY: forwarded from `dot_rows`.
+    unsafe { q32::<Q51, N>(w, x) }
 }
 
-// One symbol per format, so profiles show where the time goes.
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
-    blocks!(N, w, 34, |b, acc, _mins| {
-        unsafe {
-            let p = w.as_ptr().add(34 * b);
-            signed_sub!(x, acc, load(p.add(2)), half(p), b);
-        }
-    })
+    // SAFETY: forwarded from `dot_rows`.
+    unsafe { q32::<Q80, N>(w, x) }
+}
+
+/// An f16 at `p` as f32, with F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn half(p: *const u8) -> f32 {
+    // SAFETY: the caller passes a pointer to 2 readable bytes.
+    let bits = unsafe { p.cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 /// The row's Q8_K values `32·k..32·k + 32`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn kact(row: &ActRow<'_>, k: usize) -> __m256i {
-    // SAFETY: `dot_rows` checked that the row holds every super-block of the weight row.
+    // SAFETY: `dot_rows`' contract: the row holds every super-block of the weight row.
     unsafe { load(row.kqs.as_ptr().add(32 * k).cast()) }
 }
 
 /// Q4_K and Q5_K (`Q5` true): per super-block, the eight sub-block products are summed in
-/// i32 lanes with their 6-bit scales applied by `madd`; one conversion and FMA per
-/// super-block, and the mins through the activations' integer sums.
+/// i32 lanes with their 6-bit scales applied by `madd`, the mins through the activations'
+/// integer sums.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q45k<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let bytes = if Q5 { 176 } else { 144 };
     let low4 = _mm256_set1_epi8(0xF);
     let five = _mm256_set1_epi8(0x10);
-    blocks!(N, w, bytes, |b, acc, _mins| {
+    let mut lanes = [Lanes::default(); N];
+    for b in 0..w.len() / bytes {
+        let at = bytes * b;
+        // SAFETY: the super-block lies inside `w`; the rows cover it (`dot_rows`).
         unsafe {
-            let at = bytes * b;
             let p = w.as_ptr().add(at);
+            if N == 1 {
+                prefetch(p.wrapping_add(PREFETCH), bytes);
+            }
             let (d, dmin) = (half(p), half(p.add(2)));
             let (sc, m) = scales_mins_k4(&w[at + 4..at + 16]);
             let qh = if Q5 {
@@ -316,15 +350,20 @@ unsafe fn q45k<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) ->
                 _mm_loadl_epi64(m.as_ptr().cast()),
             ));
             for (r, row) in x.iter().enumerate() {
-                let dy = *row.kd.get_unchecked(b);
                 let sums = _mm256_loadu_si256(row.ksums.as_ptr().add(16 * b).cast());
-                let msum = _mm256_cvtepi32_ps(_mm256_madd_epi16(sums, mv));
-                acc[r] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
-                acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * dy), msum, acc[r]);
+                let msum = hsum_i32(_mm256_madd_epi16(sums, mv));
+                let dy = *row.kd.get_unchecked(b);
+                k_lanes(
+                    &mut lanes[r],
+                    b,
+                    (d, dmin, dy),
+                    (hsum_i32(sumi[r]), msum),
+                    true,
+                );
             }
         }
-    })
+    }
+    lanes.map(|l| l.total())
 }
 
 // One symbol per format, so profiles show where the time goes.
@@ -342,17 +381,22 @@ unsafe fn q5k<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     unsafe { q45k::<N, true>(w, x) }
 }
 
-/// Q6_K: unsigned 6-bit values through `maddubs`, the 16-value scales applied by `madd`
-/// and summed over the super-block in i32; the −32 offset comes off as `32·Σ sc·Σ q_x`
-/// from the activations' integer sums.
+/// Q6_K: unsigned 6-bit values through `maddubs`, the 16-value scales applied by `madd` and
+/// summed over the super-block in i32; the −32 offset comes off as `32·Σ sc·Σ q_x` from the
+/// activations' integer sums.
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6k<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let low4 = _mm256_set1_epi8(0xF);
     let two = _mm256_set1_epi8(3);
-    blocks!(N, w, 210, |b, acc, _mins| {
+    let mut lanes = [Lanes::default(); N];
+    for b in 0..w.len() / 210 {
+        // SAFETY: the super-block lies inside `w`; the rows cover it (`dot_rows`).
         unsafe {
             let p = w.as_ptr().add(210 * b);
+            if N == 1 {
+                prefetch(p.wrapping_add(PREFETCH), 210);
+            }
             let d = half(p.add(208));
             let scales = &w[210 * b + 192..210 * b + 208];
             let mut sumi = [_mm256_setzero_si256(); N];
@@ -392,18 +436,19 @@ unsafe fn q6k<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
             // The −32 offset: 32·Σ_i sc_i·(Σ q_x over the 16 values of scale i).
             let sv = _mm256_cvtepi8_epi16(_mm_loadu_si128(scales.as_ptr().cast()));
             for (r, row) in x.iter().enumerate() {
-                let dy = *row.kd.get_unchecked(b);
                 let sums = _mm256_loadu_si256(row.ksums.as_ptr().add(16 * b).cast());
                 let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(sums, sv));
-                let total = _mm256_sub_epi32(sumi[r], off);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * dy), _mm256_cvtepi32_ps(total), acc[r]);
+                let isum = hsum_i32(_mm256_sub_epi32(sumi[r], off));
+                let dy = *row.kd.get_unchecked(b);
+                k_lanes(&mut lanes[r], b, (d, 0.0, dy), (isum, 0), false);
             }
         }
-    })
+    }
+    lanes.map(|l| l.total())
 }
 
-/// Float weights (`KIND`: 0 f32, 1 f16, 2 bf16) against float activations.
-// One symbol per format, so profiles show where the time goes.
+/// Float weights (`KIND`: 0 f32, 1 f16, 2 bf16) against float activations, in the canonical
+/// lanes (value `i` in lane `i mod 8`).
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn floats<const N: usize, const KIND: u8>(
@@ -427,28 +472,37 @@ unsafe fn floats<const N: usize, const KIND: u8>(
             };
             for r in 0..N {
                 let xv = _mm256_loadu_ps(x[r].values.as_ptr().add(i));
-                acc[r] = _mm256_fmadd_ps(wv, xv, acc[r]);
+                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(wv, xv));
             }
             i += 8;
         }
     }
     let mut out = [0.0; N];
     for r in 0..N {
-        out[r] = hsum(acc[r]);
+        if main == cols {
+            out[r] = total(acc[r]);
+            continue;
+        }
+        let mut lanes = Lanes::default();
+        // SAFETY: `lanes.0` holds eight floats.
+        unsafe { _mm256_storeu_ps(lanes.0.as_mut_ptr(), acc[r]) };
         for j in main..cols {
             let wj = match KIND {
                 0 => super::formats::f32_at(w, 4 * j),
                 1 => super::formats::f16_at(w, 2 * j),
                 _ => super::formats::bf16_at(w, 2 * j),
             };
-            out[r] += wj * x[r].values[j];
+            lanes.add(j - main, wj * x[r].values[j]);
         }
+        out[r] = lanes.total();
     }
     out
 }
 
+/// `Σ a·b` in the canonical lanes.
+///
 /// # Safety
-/// The CPU must support AVX2 and FMA; `a` and `b` have the same length.
+/// The CPU must support AVX2.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
@@ -458,23 +512,30 @@ pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: `i + 8 <= n`.
     unsafe {
         while i < main {
-            acc = _mm256_fmadd_ps(
+            let prod = _mm256_mul_ps(
                 _mm256_loadu_ps(a.as_ptr().add(i)),
                 _mm256_loadu_ps(b.as_ptr().add(i)),
-                acc,
             );
+            acc = _mm256_add_ps(acc, prod);
             i += 8;
         }
     }
-    let mut sum = hsum(acc);
-    for j in main..n {
-        sum += a[j] * b[j];
+    if main == n {
+        return total(acc);
     }
-    sum
+    let mut lanes = Lanes::default();
+    // SAFETY: `lanes.0` holds eight floats.
+    unsafe { _mm256_storeu_ps(lanes.0.as_mut_ptr(), acc) };
+    for j in main..n {
+        lanes.add(j - main, a[j] * b[j]);
+    }
+    lanes.total()
 }
 
+/// `y += a·x` (a multiply then an add per value, as the scalar version).
+///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
+/// The CPU must support AVX2.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
@@ -485,10 +546,8 @@ pub unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     unsafe {
         while i < main {
             let yp = y.as_mut_ptr().add(i);
-            _mm256_storeu_ps(
-                yp,
-                _mm256_fmadd_ps(av, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(yp)),
-            );
+            let prod = _mm256_mul_ps(av, _mm256_loadu_ps(x.as_ptr().add(i)));
+            _mm256_storeu_ps(yp, _mm256_add_ps(_mm256_loadu_ps(yp), prod));
             i += 8;
         }
     }

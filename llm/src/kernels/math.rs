@@ -79,33 +79,35 @@ mod avx2 {
     }
 }
 
-/// `gate[i] = silu(gate[i]) · up[i]` (SwiGLU).
-pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    match Isa::detect() {
-        // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::silu_mul(gate, up) },
-        _ => silu_mul_body(gate, up),
+impl Isa {
+    /// `gate[i] = silu(gate[i]) · up[i]` (SwiGLU).
+    pub fn silu_mul(self, gate: &mut [f32], up: &[f32]) {
+        match self {
+            // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::silu_mul(gate, up) },
+            _ => silu_mul_body(gate, up),
+        }
     }
-}
 
-/// `gate[i] = gelu_tanh(gate[i]) · up[i]` (GeGLU).
-pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
-    match Isa::detect() {
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::gelu_mul(gate, up) },
-        _ => gelu_mul_body(gate, up),
+    /// `gate[i] = gelu_tanh(gate[i]) · up[i]` (GeGLU).
+    pub fn gelu_mul(self, gate: &mut [f32], up: &[f32]) {
+        match self {
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::gelu_mul(gate, up) },
+            _ => gelu_mul_body(gate, up),
+        }
     }
-}
 
-/// Softmax in place (the largest value is subtracted first, so any finite input is safe).
-pub fn softmax(x: &mut [f32]) {
-    match Isa::detect() {
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::softmax(x) },
-        _ => softmax_body(x),
+    /// Softmax in place (the largest value is subtracted first, so any finite input is safe).
+    pub fn softmax(self, x: &mut [f32]) {
+        match self {
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::softmax(x) },
+            _ => softmax_body(x),
+        }
     }
 }
 
@@ -134,34 +136,40 @@ mod tests {
     fn activations_match_their_definitions() {
         let xs: Vec<f32> = (-400..400).map(|i| i as f32 * 0.05).collect();
         let up: Vec<f32> = xs.iter().map(|x| 1.0 + x * 0.1).collect();
-        let mut silu = xs.clone();
-        silu_mul(&mut silu, &up);
-        let mut gelu = xs.clone();
-        gelu_mul(&mut gelu, &up);
-        for i in 0..xs.len() {
-            let x = f64::from(xs[i]);
-            let u = f64::from(up[i]);
-            let s = x / (1.0 + (-x).exp()) * u;
-            let g = 0.5
-                * x
-                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
-                * u;
-            assert!(
-                (f64::from(silu[i]) - s).abs() <= 1e-5 * (1.0 + s.abs()),
-                "silu({x})"
-            );
-            assert!(
-                (f64::from(gelu[i]) - g).abs() <= 1e-5 * (1.0 + g.abs()),
-                "gelu({x})"
-            );
+        for isa in Isa::available() {
+            let mut silu = xs.clone();
+            isa.silu_mul(&mut silu, &up);
+            let mut gelu = xs.clone();
+            isa.gelu_mul(&mut gelu, &up);
+            for i in 0..xs.len() {
+                let x = f64::from(xs[i]);
+                let u = f64::from(up[i]);
+                let s = x / (1.0 + (-x).exp()) * u;
+                let g = 0.5
+                    * x
+                    * (1.0
+                        + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x))
+                            .tanh())
+                    * u;
+                assert!(
+                    (f64::from(silu[i]) - s).abs() <= 1e-5 * (1.0 + s.abs()),
+                    "silu({x})"
+                );
+                assert!(
+                    (f64::from(gelu[i]) - g).abs() <= 1e-5 * (1.0 + g.abs()),
+                    "gelu({x})"
+                );
+            }
         }
     }
 
     #[test]
     fn softmax_sums_to_one_and_survives_large_values() {
-        let mut x = vec![1000.0, 1001.0, -5.0, f32::MIN / 2.0];
-        softmax(&mut x);
-        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(x[1] > x[0] && x[0] > x[2] && x[3] < 1e-30);
+        for isa in Isa::available() {
+            let mut x = vec![1000.0, 1001.0, -5.0, f32::MIN / 2.0];
+            isa.softmax(&mut x);
+            assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+            assert!(x[1] > x[0] && x[0] > x[2] && x[3] < 1e-30);
+        }
     }
 }

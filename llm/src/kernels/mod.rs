@@ -434,9 +434,9 @@ pub struct Product<'a> {
 }
 
 /// `out = x · wᵀ` for one matrix (see [`matmul_many`]).
-pub fn matmul(pool: &Pool, w: &Matrix, x: &mut Activations, out: &mut [f32]) {
+pub fn matmul(pool: &Pool, isa: Isa, w: &Matrix, x: &mut Activations, out: &mut [f32]) {
     prepare(w, x);
-    matmul_many(pool, Isa::detect(), &mut [Product { w, x, out }]);
+    matmul_many(pool, isa, &mut [Product { w, x, out }]);
 }
 
 /// Makes `x` ready for products with `w` (quantises it the way `w`'s type reads it).
@@ -541,29 +541,31 @@ unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo:
 /// Bytes of weight rows per cache band in [`rows_product`].
 const BAND_BYTES: usize = 16 << 10;
 
-/// `Σ a·b` over two float slices of equal length, with the machine's SIMD.
-#[inline]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    match Isa::detect() {
-        // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::dot_f32(a, b) },
-        _ => scalar::dot_f32(a, b),
+impl Isa {
+    /// `Σ a·b` over two float slices of equal length.
+    #[inline]
+    pub fn dot_f32(self, a: &[f32], b: &[f32]) -> f32 {
+        debug_assert_eq!(a.len(), b.len());
+        match self {
+            // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::dot_f32(a, b) },
+            _ => scalar::dot_f32(a, b),
+        }
     }
-}
 
-/// `y += a·x`.
-#[inline]
-pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    debug_assert_eq!(x.len(), y.len());
-    match Isa::detect() {
-        // SAFETY: as in `dot_f32`.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::axpy(a, x, y) },
-        _ => scalar::axpy(a, x, y),
+    /// `y += a·x`.
+    #[inline]
+    pub fn axpy(self, a: f32, x: &[f32], y: &mut [f32]) {
+        debug_assert_eq!(x.len(), y.len());
+        match self {
+            // SAFETY: as in `dot_f32`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::axpy(a, x, y) },
+            _ => scalar::axpy(a, x, y),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,59 +1,117 @@
-//! The reference kernels: plain Rust, one 32-value sub-block at a time. Every weight type is
-//! unpacked to integers (offsets applied), multiplied with the 8-bit activations in exact
-//! integer arithmetic, then scaled. The 32-value formats: `Σ (scale·d_x·Σ q·q_x + min·s_x)`
-//! per block. The K-quants sum a whole 256-value super-block in integers with their 6- or
-//! 8-bit sub-block scales: `d·d_x·Σ_j sc_j·Σ q·q_x − dmin·d_x·Σ_j m_j·Σ q_x`.
-//! They also serve machines without a SIMD version.
+//! The reference kernels, and the definition of how every kernel sums.
+//!
+//! Weights are unpacked to integers (offsets applied) and multiplied with the 8-bit
+//! activations in exact integer arithmetic, then scaled and summed in floats in one fixed
+//! order, the **canonical order**, which every SIMD kernel reproduces exactly, so every
+//! instruction set gives bit-identical results: a model's greedy text cannot depend on the
+//! machine. No step uses a fused multiply-add (simd128 has none); every `a·b + c` rounds twice.
+//!
+//! - 32-value formats: block `b`'s products are summed in eight exact partial sums, lane `k`
+//!   holding values `4k..4k+3` (what AVX2's `maddubs` + `madd` leave). Two sets of eight float
+//!   lanes take the even and the odd blocks: `lane_k = lane_k + (d_w·d_x)·p_k`; the min term
+//!   goes to a scalar per set, `m = m + min·s_x`. The result is the canonical sum of the two
+//!   sets' lanes added lane by lane, plus the two mins added.
+//! - K-quants: one exact integer per 256-value super-block (sub-block scales applied as
+//!   integers) and one for the min term; super-block `b` goes to lane `b mod 8`:
+//!   `lane = (lane + (d·d_x)·isum) − (dmin·d_x)·msum`.
+//! - Float weights: value `i` goes to lane `i mod 8`, `lane = lane + w·x`.
+//! - The canonical sum of eight lanes is `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`.
+//!
+//! This matters more than it seems: rounding activations to 8 bits is discontinuous, so a
+//! difference in the last bit of one product can flip a rounding in the next layer and move
+//! the logits by as much as the quantisation noise itself.
 
 use super::ActRow;
 use super::formats::{self, WeightType, f16_at, q6k_value, scales_mins_k4};
 
-/// A sub-block of 32 weights as integers, with the float scale and min that give their values
-/// (`scale·q + min`).
-struct Sub {
+/// Eight float accumulators summed in the canonical order.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Lanes(pub [f32; 8]);
+
+impl Lanes {
+    /// `lane[j] = lane[j] + v`.
+    #[inline(always)]
+    pub fn add(&mut self, j: usize, v: f32) {
+        self.0[j] += v;
+    }
+
+    /// The canonical sum of the lanes.
+    #[inline(always)]
+    pub fn total(&self) -> f32 {
+        let l = &self.0;
+        ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+    }
+}
+
+/// One 32-value block as integers with its scale and min (`value = d·q + m`).
+struct Block {
     q: [i32; 32],
-    scale: f32,
-    min: f32,
+    d: f32,
+    m: f32,
 }
 
 pub fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>; N]) -> [f32; N] {
-    let mut acc = [0.0f32; N];
+    let mut lanes = [Lanes::default(); N];
     match ty {
         WeightType::F32 | WeightType::F16 | WeightType::BF16 => {
             let mut values = vec![0.0; x[0].values.len()];
             formats::dequantize_row(ty, w, &mut values);
-            for (a, row) in acc.iter_mut().zip(&x) {
-                *a = dot_f32(&values, row.values);
+            for (l, row) in lanes.iter_mut().zip(&x) {
+                for (i, (&a, &b)) in values.iter().zip(row.values).enumerate() {
+                    l.add(i % 8, a * b);
+                }
             }
         }
         WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => {
             for (b, block) in w.chunks_exact(ty.block_bytes()).enumerate() {
-                for (a, row) in acc.iter_mut().zip(&x) {
-                    *a += k_block(ty, block, row, b);
+                for (l, row) in lanes.iter_mut().zip(&x) {
+                    k_block(ty, block, row, b, l);
                 }
             }
         }
-        _ => {
-            let mut sub = Sub {
-                q: [0; 32],
-                scale: 0.0,
-                min: 0.0,
-            };
-            for (k, block) in w.chunks_exact(ty.block_bytes()).enumerate() {
-                unpack(ty, block, &mut sub);
-                for (a, row) in acc.iter_mut().zip(&x) {
-                    let qx = &row.qs[32 * k..32 * k + 32];
-                    let isum: i32 = sub.q.iter().zip(qx).map(|(&q, &v)| q * i32::from(v)).sum();
-                    *a += sub.scale * row.d[k] * isum as f32 + sub.min * row.s[k];
-                }
+        _ => return blocks32(ty, w, &x),
+    }
+    lanes.map(|l| l.total())
+}
+
+/// The 32-value formats in the canonical order (two alternating lane sets and mins).
+fn blocks32<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    let has_min = matches!(ty, WeightType::Q4_1 | WeightType::Q5_1);
+    let mut sets = [[Lanes::default(); 2]; N];
+    let mut mins = [[0.0f32; 2]; N];
+    let mut blk = Block {
+        q: [0; 32],
+        d: 0.0,
+        m: 0.0,
+    };
+    for (b, block) in w.chunks_exact(ty.block_bytes()).enumerate() {
+        unpack(ty, block, &mut blk);
+        for r in 0..N {
+            let row = &x[r];
+            let qx = &row.qs[32 * b..32 * b + 32];
+            let scale = blk.d * row.d[b];
+            for k in 0..8 {
+                let p: i32 = (4 * k..4 * k + 4)
+                    .map(|e| blk.q[e] * i32::from(qx[e]))
+                    .sum();
+                sets[r][b % 2].add(k, scale * p as f32);
+            }
+            if has_min {
+                mins[r][b % 2] += blk.m * row.s[b];
             }
         }
     }
-    acc
+    let mut out = [0.0; N];
+    for r in 0..N {
+        let [a, b] = sets[r];
+        let both = Lanes(std::array::from_fn(|k| a.0[k] + b.0[k]));
+        out[r] = both.total() + (mins[r][0] + mins[r][1]);
+    }
+    out
 }
 
 /// A block of one of the 32-value formats.
-fn unpack(ty: WeightType, b: &[u8], out: &mut Sub) {
+fn unpack(ty: WeightType, b: &[u8], out: &mut Block) {
     let q = &mut out.q;
     match ty {
         WeightType::Q4_0 | WeightType::Q4_1 => {
@@ -66,12 +124,6 @@ fn unpack(ty: WeightType, b: &[u8], out: &mut Sub) {
                 q[i] = i32::from(qs[i] & 0xF) - offset;
                 q[i + 16] = i32::from(qs[i] >> 4) - offset;
             }
-            out.scale = f16_at(b, 0);
-            out.min = if ty == WeightType::Q4_1 {
-                f16_at(b, 2)
-            } else {
-                0.0
-            };
         }
         WeightType::Q5_0 | WeightType::Q5_1 => {
             let (at, offset) = if ty == WeightType::Q5_0 {
@@ -85,48 +137,45 @@ fn unpack(ty: WeightType, b: &[u8], out: &mut Sub) {
                 q[i] = i32::from(qs[i] & 0xF) + (((qh >> i) & 1) << 4) as i32 - offset;
                 q[i + 16] = i32::from(qs[i] >> 4) + (((qh >> (i + 16)) & 1) << 4) as i32 - offset;
             }
-            out.scale = f16_at(b, 0);
-            out.min = if ty == WeightType::Q5_1 {
-                f16_at(b, 2)
-            } else {
-                0.0
-            };
         }
         WeightType::Q8_0 => {
             for (v, &byte) in q.iter_mut().zip(&b[2..34]) {
                 *v = i32::from(byte as i8);
             }
-            out.scale = f16_at(b, 0);
-            out.min = 0.0;
         }
         // Float and K-quant rows never reach here (see `dot_rows`).
         _ => {}
     }
+    out.d = f16_at(b, 0);
+    out.m = if matches!(ty, WeightType::Q4_1 | WeightType::Q5_1) {
+        f16_at(b, 2)
+    } else {
+        0.0
+    };
 }
 
-/// One K-quant super-block (`b`-th of the row) against the row's Q8_K block.
-fn k_block(ty: WeightType, block: &[u8], row: &ActRow<'_>, b: usize) -> f32 {
-    let y = &row.kqs[256 * b..256 * (b + 1)];
-    let sums = &row.ksums[16 * b..16 * (b + 1)];
-    let dy = row.kd[b];
+/// The exact integer sums of one K-quant super-block against a Q8_K block: the weighted
+/// product `Σ_j sc_j · Σ q·q_x` (offsets applied) and, for Q4_K/Q5_K, the min term
+/// `Σ_j m_j · Σ q_x`.
+pub(crate) fn k_sums(ty: WeightType, block: &[u8], y: &[i8], sums: &[i16]) -> (i32, i32) {
     match ty {
         WeightType::Q6K => {
-            let mut sumi = 0i32;
+            let mut isum = 0i32;
             for i in 0..16 {
                 let mut sub = 0i32;
                 for l in 0..16 {
                     let (raw, _) = q6k_value(block, 16 * i + l);
                     sub += (i32::from(raw) - 32) * i32::from(y[16 * i + l]);
                 }
-                sumi += i32::from(block[192 + i] as i8) * sub;
+                isum += i32::from(block[192 + i] as i8) * sub;
             }
-            f16_at(block, 208) * dy * sumi as f32
+            (isum, 0)
         }
         _ => {
             let q5 = ty == WeightType::Q5K;
             let (sc, m) = scales_mins_k4(&block[4..16]);
             let qs = if q5 { &block[48..176] } else { &block[16..144] };
-            let (mut sumi, mut mins) = (0i32, 0i32);
+            let (mut isum, mut msum) = (0i32, 0i32);
             for j in 0..8 {
                 let (g, high) = (j / 2, j % 2 == 1);
                 let mut sub = 0i32;
@@ -138,30 +187,65 @@ fn k_block(ty: WeightType, block: &[u8], row: &ActRow<'_>, b: usize) -> f32 {
                     }
                     sub += i32::from(v) * i32::from(y[32 * j + l]);
                 }
-                sumi += i32::from(sc[j]) * sub;
-                mins += i32::from(m[j]) * (i32::from(sums[2 * j]) + i32::from(sums[2 * j + 1]));
+                isum += i32::from(sc[j]) * sub;
+                msum += i32::from(m[j]) * (i32::from(sums[2 * j]) + i32::from(sums[2 * j + 1]));
             }
-            f16_at(block, 0) * dy * sumi as f32 - f16_at(block, 2) * dy * mins as f32
+            (isum, msum)
         }
     }
 }
 
+/// The scales of a K-quant super-block: `(d, dmin)` (dmin is 0 for Q6_K).
+#[inline(always)]
+pub(crate) fn k_scales(ty: WeightType, block: &[u8]) -> (f32, f32) {
+    match ty {
+        WeightType::Q6K => (f16_at(block, 208), 0.0),
+        _ => (f16_at(block, 0), f16_at(block, 2)),
+    }
+}
+
+/// One K-quant super-block (the `b`-th of the row) into the row's lanes.
+fn k_block(ty: WeightType, block: &[u8], row: &ActRow<'_>, b: usize, lanes: &mut Lanes) {
+    let (isum, msum) = k_sums(
+        ty,
+        block,
+        &row.kqs[256 * b..256 * (b + 1)],
+        &row.ksums[16 * b..16 * (b + 1)],
+    );
+    let (d, dmin) = k_scales(ty, block);
+    k_lanes(
+        lanes,
+        b,
+        (d, dmin, row.kd[b]),
+        (isum, msum),
+        ty != WeightType::Q6K,
+    );
+}
+
+/// Adds super-block `b`'s exact sums to a row's lanes in the canonical order:
+/// `lane = (lane + (d·d_x)·isum) − (dmin·d_x)·msum` (the min term only where the format has
+/// one). Every instruction set calls this same function.
+#[inline(always)]
+pub(crate) fn k_lanes(
+    lanes: &mut Lanes,
+    b: usize,
+    (d, dmin, dy): (f32, f32, f32),
+    (isum, msum): (i32, i32),
+    has_min: bool,
+) {
+    lanes.add(b % 8, (d * dy) * isum as f32);
+    if has_min {
+        lanes.add(b % 8, -((dmin * dy) * msum as f32));
+    }
+}
+
+/// `Σ a·b` in the canonical order.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums: the same association the SIMD versions use, and it lets the
-    // compiler vectorise this loop where it can.
-    let mut acc = [0.0f32; 8];
-    let (ac, ar) = a.split_at(a.len() / 8 * 8);
-    let (bc, br) = b.split_at(ac.len());
-    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
+    let mut lanes = Lanes::default();
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        lanes.add(i % 8, x * y);
     }
-    let mut sum: f32 = acc.iter().sum();
-    for (x, y) in ar.iter().zip(br) {
-        sum += x * y;
-    }
-    sum
+    lanes.total()
 }
 
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {

@@ -1,11 +1,15 @@
 //! WebAssembly simd128 kernels (browser and edge component builds, which enable `+simd128`).
+//! They give bit for bit the results of [`super::scalar`] (see its canonical summation
+//! order).
 //!
 //! simd128 has no unsigned×signed byte product, so every format is unpacked to signed bytes
 //! (offsets applied), widened to i16 and multiplied with `i32x4.dot_i16x8_s`: exact integer
-//! sums per sub-block of 32, scaled and accumulated in f32x4 as the scalar reference does.
+//! sums per block (per super-block for the K-quants), then scaled into the canonical lanes
+//! exactly as the scalar reference does.
 
 use super::ActRow;
 use super::formats::{WeightType, f16_at, scales_mins_k4};
+use super::scalar::{Lanes, k_lanes};
 use core::arch::wasm32::*;
 
 /// One block of 32 weights as signed bytes `a` (elements 0..16) and `b` (16..32), with the
@@ -25,7 +29,7 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>;
     debug_assert!(x.iter().all(|r| r.covers(ty, cols)));
     match ty {
         WeightType::F32 | WeightType::F16 | WeightType::BF16 => super::scalar::dot_rows(ty, w, x),
-        WeightType::Q4_0 => blocks::<N, _>(w, 18, &x, |b| {
+        WeightType::Q4_0 => blocks::<N, _>(w, (18, false), &x, |b| {
             let (a, bb) = nibbles(b, 2);
             Sub::plain(
                 i8x16_sub(a, i8x16_splat(8)),
@@ -34,11 +38,11 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>;
                 0.0,
             )
         }),
-        WeightType::Q4_1 => blocks::<N, _>(w, 20, &x, |b| {
+        WeightType::Q4_1 => blocks::<N, _>(w, (20, true), &x, |b| {
             let (a, bb) = nibbles(b, 4);
             Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
         }),
-        WeightType::Q5_0 => blocks::<N, _>(w, 22, &x, |b| {
+        WeightType::Q5_0 => blocks::<N, _>(w, (22, false), &x, |b| {
             let (a, bb) = five_bits(b, 2);
             Sub::plain(
                 i8x16_sub(a, i8x16_splat(16)),
@@ -47,11 +51,11 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>;
                 0.0,
             )
         }),
-        WeightType::Q5_1 => blocks::<N, _>(w, 24, &x, |b| {
+        WeightType::Q5_1 => blocks::<N, _>(w, (24, true), &x, |b| {
             let (a, bb) = five_bits(b, 4);
             Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
         }),
-        WeightType::Q8_0 => blocks::<N, _>(w, 34, &x, |b| {
+        WeightType::Q8_0 => blocks::<N, _>(w, (34, false), &x, |b| {
             // SAFETY: a Q8_0 block is 34 bytes, so 2..34 is readable.
             let (a, bb) = unsafe {
                 (
@@ -92,7 +96,7 @@ fn hsum_i32(v: v128) -> i32 {
 /// Q4_K / Q5_K against Q8_K: the super-block sums in i32 with the 6-bit scales applied.
 fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let bytes = if Q5 { 176 } else { 144 };
-    let mut acc = [0.0f32; N];
+    let mut lanes = [Lanes::default(); N];
     for (blk, b) in w.chunks_exact(bytes).enumerate() {
         let (sc, m) = scales_mins_k4(&b[4..16]);
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
@@ -122,20 +126,25 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
             }
         }
         for (r, row) in x.iter().enumerate() {
-            let dy = row.kd[blk];
             let sums = &row.ksums[16 * blk..16 * blk + 16];
             let mins: i32 = (0..8)
                 .map(|j| i32::from(m[j]) * (i32::from(sums[2 * j]) + i32::from(sums[2 * j + 1])))
                 .sum();
-            acc[r] += d * dy * hsum_i32(sumi[r]) as f32 - dmin * dy * mins as f32;
+            k_lanes(
+                &mut lanes[r],
+                blk,
+                (d, dmin, row.kd[blk]),
+                (hsum_i32(sumi[r]), mins),
+                true,
+            );
         }
     }
-    acc
+    lanes.map(|l| l.total())
 }
 
 /// Q6_K against Q8_K: signed values, the 16-value scales applied in i32.
 fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
-    let mut acc = [0.0f32; N];
+    let mut lanes = [Lanes::default(); N];
     for (blk, b) in w.chunks_exact(210).enumerate() {
         let d = f16_at(b, 208);
         let mut sumi = [i32x4_splat(0); N];
@@ -175,10 +184,16 @@ fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
             }
         }
         for (r, row) in x.iter().enumerate() {
-            acc[r] += d * row.kd[blk] * hsum_i32(sumi[r]) as f32;
+            k_lanes(
+                &mut lanes[r],
+                blk,
+                (d, 0.0, row.kd[blk]),
+                (hsum_i32(sumi[r]), 0),
+                false,
+            );
         }
     }
-    acc
+    lanes.map(|l| l.total())
 }
 
 impl Sub {
@@ -221,37 +236,59 @@ fn dot16(a: v128, b: v128) -> v128 {
     )
 }
 
-/// The shared loop of the 32-value formats: each block of `bytes` bytes unpacked once by
-/// `unpack` and multiplied with every row.
+/// Eight exact partial sums of a 16-value product, two per lane in AVX2's grouping: lane `k`
+/// of the result holds values `4k..4k+3`.
+#[inline(always)]
+fn quads(a: v128, b: v128) -> v128 {
+    let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(b));
+    let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(b));
+    i32x4_add(
+        i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
+        i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
+    )
+}
+
+/// The shared loop of the 32-value formats in the canonical order (see `super::scalar`):
+/// each block unpacked once by `unpack`, its eight partial sums with every row scaled into
+/// the set of lanes of its parity, kept as two f32x4 halves.
 #[inline(always)]
 fn blocks<const N: usize, F: Fn(&[u8]) -> Sub>(
     w: &[u8],
-    bytes: usize,
+    (bytes, has_min): (usize, bool),
     x: &[ActRow<'_>; N],
     unpack: F,
 ) -> [f32; N] {
-    let mut acc = [f32x4_splat(0.0); N];
-    let mut mins = [0.0f32; N];
+    let zero = f32x4_splat(0.0);
+    let mut acc = [[(zero, zero); 2]; N];
+    let mut mins = [[0.0f32; 2]; N];
     for (k, block) in w.chunks_exact(bytes).enumerate() {
         let sub = unpack(block);
+        let set = k % 2;
         for (r, row) in x.iter().enumerate() {
             // SAFETY: `dot_rows`' contract: the row covers every block.
             let (ya, yb) = unsafe {
                 let p = row.qs.as_ptr().add(32 * k);
                 (v128_load(p.cast()), v128_load(p.add(16).cast()))
             };
-            let isum = i32x4_add(dot16(sub.a, ya), dot16(sub.b, yb));
             let scale = f32x4_splat(sub.scale * row.d[k]);
-            acc[r] = f32x4_add(acc[r], f32x4_mul(f32x4_convert_i32x4(isum), scale));
-            mins[r] += sub.min * row.s[k];
+            let (lo, hi) = acc[r][set];
+            acc[r][set] = (
+                f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(quads(sub.a, ya)))),
+                f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(quads(sub.b, yb)))),
+            );
+            if has_min {
+                mins[r][set] += sub.min * row.s[k];
+            }
         }
     }
     let mut out = [0.0; N];
     for r in 0..N {
-        let v = acc[r];
-        out[r] = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
-            + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
-            + mins[r];
+        let [(lo0, hi0), (lo1, hi1)] = acc[r];
+        // Lanes 0..4 and 4..8 of the two sets added; then the canonical tree.
+        let t = f32x4_add(f32x4_add(lo0, lo1), f32x4_add(hi0, hi1));
+        let sum = (f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<2>(t))
+            + (f32x4_extract_lane::<1>(t) + f32x4_extract_lane::<3>(t));
+        out[r] = sum + (mins[r][0] + mins[r][1]);
     }
     out
 }

@@ -9,7 +9,7 @@
 //! so the weights are read once per step; attention is per row against its own sequence's cache.
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, Activations, Isa, Matrix, Pool, Product, math};
+use crate::kernels::{self, Activations, Isa, Matrix, Pool, Product};
 
 /// How rotary embeddings pair up the dimensions of a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +117,12 @@ pub(crate) struct Seq<'a> {
 
 /// Inverse rotary frequencies `base^(-2i/d)` (divided by per-pair factors where a model has
 /// them), times a linear position scale.
+///
+/// Transcendental functions (here and in the rotary angles) are evaluated in f64 and rounded
+/// to f32: platform maths libraries differ in the last bit of an f32 result, and one such bit
+/// can flip an 8-bit activation rounding downstream; an f64 result within one f64 ulp of an
+/// f32 rounding boundary is rare enough that the browser, the edge component and the native
+/// hosts all compute the same logits.
 pub(crate) fn rope_frequencies(
     dims: usize,
     base: f32,
@@ -125,8 +131,9 @@ pub(crate) fn rope_frequencies(
 ) -> Vec<f32> {
     (0..dims / 2)
         .map(|i| {
-            let f = base.powf(-((2 * i) as f32) / dims as f32) * scale;
-            f / factors.and_then(|fs| fs.get(i)).copied().unwrap_or(1.0)
+            let f = f64::from(base).powf(-((2 * i) as f64) / dims as f64) * f64::from(scale);
+            let factor = factors.and_then(|fs| fs.get(i)).copied().unwrap_or(1.0);
+            (f / f64::from(factor)) as f32
         })
         .collect()
 }
@@ -158,7 +165,13 @@ fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
 /// `(sin, cos)` of every rotated pair at every row's position, pairs contiguous per row.
 fn rope_table(inv_freq: &[f32], rows: &[(usize, usize)]) -> Vec<(f32, f32)> {
     rows.iter()
-        .flat_map(|&(_, pos)| inv_freq.iter().map(move |f| (pos as f32 * f).sin_cos()))
+        .flat_map(|&(_, pos)| {
+            inv_freq.iter().map(move |&f| {
+                // In f64 and rounded, for the same result on every platform (see above).
+                let (sin, cos) = (pos as f64 * f64::from(f)).sin_cos();
+                (sin as f32, cos as f32)
+            })
+        })
         .collect()
 }
 
@@ -198,7 +211,7 @@ impl Decoder {
     /// Runs the new tokens of every sequence and returns, per sequence, the logits that follow
     /// its last token. Caches grow by their sequence's tokens. A sequence with no tokens is an
     /// error; on any error no cache has changed.
-    pub fn forward(&self, pool: &Pool, seqs: &mut [Seq<'_>]) -> Result<Vec<Vec<f32>>> {
+    pub fn forward(&self, pool: &Pool, isa: Isa, seqs: &mut [Seq<'_>]) -> Result<Vec<Vec<f32>>> {
         let cfg = &self.cfg;
         let (d, qd, kvd, hd) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.head_dim);
         let vocab = self.embed.rows();
@@ -219,7 +232,6 @@ impl Decoder {
             }
         }
         let n = rows.len();
-        let isa = Isa::detect();
 
         let mut x = vec![0.0f32; n * d];
         let tokens = seqs.iter().flat_map(|s| s.tokens.iter().copied());
@@ -314,7 +326,7 @@ impl Decoder {
             }
             {
                 let caches: Vec<&Cache> = seqs.iter().map(|s| &*s.cache).collect();
-                self.attention(pool, layer, li, &rows, &caches, &q, &mut attn);
+                self.attention(pool, isa, layer, li, &rows, &caches, &q, &mut attn);
             }
 
             if li + 1 == self.layers.len() && live != last_rows.len() {
@@ -328,7 +340,7 @@ impl Decoder {
             }
 
             a.set(&attn[..live * qd], live, qd);
-            kernels::matmul(pool, &layer.wo, &mut a, &mut o);
+            kernels::matmul(pool, isa, &layer.wo, &mut a, &mut o);
             if let Some(w) = &layer.post_attn_norm {
                 rms_norm_in_place(&mut o[..live * d], w, cfg.rms_eps);
             }
@@ -364,12 +376,12 @@ impl Decoder {
                 let start = item * piece;
                 let u = &up[start..start + g.len()];
                 match act {
-                    Activation::Silu => math::silu_mul(g, u),
-                    Activation::GeluTanh => math::gelu_mul(g, u),
+                    Activation::Silu => isa.silu_mul(g, u),
+                    Activation::GeluTanh => isa.gelu_mul(g, u),
                 }
             });
             a.set(&gate, live, ff);
-            kernels::matmul(pool, &layer.w_down, &mut a, &mut o);
+            kernels::matmul(pool, isa, &layer.w_down, &mut a, &mut o);
             if let Some(w) = &layer.post_ffn_norm {
                 rms_norm_in_place(&mut o[..live * d], w, cfg.rms_eps);
             }
@@ -390,9 +402,12 @@ impl Decoder {
         h.set(&normed[..m * d], m, d);
         let vocab_out = self.output.rows();
         let mut logits = vec![0.0f32; m * vocab_out];
-        kernels::matmul(pool, &self.output, &mut h, &mut logits);
+        kernels::matmul(pool, isa, &self.output, &mut h, &mut logits);
         if let Some(c) = cfg.logit_softcap {
-            logits.iter_mut().for_each(|l| *l = c * (*l / c).tanh());
+            let c = f64::from(c);
+            logits
+                .iter_mut()
+                .for_each(|l| *l = (c * (f64::from(*l) / c).tanh()) as f32);
         }
         Ok(logits
             .chunks_exact(vocab_out)
@@ -406,6 +421,7 @@ impl Decoder {
     fn attention(
         &self,
         pool: &Pool,
+        isa: Isa,
         layer: &Layer,
         li: usize,
         rows: &[(usize, usize)],
@@ -424,12 +440,12 @@ impl Decoder {
             let first = layer.window.map_or(0, |w| (pos + 1).saturating_sub(w));
             let qh = &q[(r * cfg.n_head + head) * hd..][..hd];
             let mut scores: Vec<f32> = (first..=pos)
-                .map(|j| kernels::dot_f32(qh, &keys[j * kvd + kv * hd..][..hd]) * cfg.attn_scale)
+                .map(|j| isa.dot_f32(qh, &keys[j * kvd + kv * hd..][..hd]) * cfg.attn_scale)
                 .collect();
-            math::softmax(&mut scores);
+            isa.softmax(&mut scores);
             out.fill(0.0);
             for (j, &s) in (first..=pos).zip(&scores) {
-                kernels::axpy(s, &values[j * kvd + kv * hd..][..hd], out);
+                isa.axpy(s, &values[j * kvd + kv * hd..][..hd], out);
             }
         });
     }

@@ -16,11 +16,13 @@ pub(crate) struct Tensors<'a> {
     pub gguf: &'a Gguf,
     storage: Storage,
     architecture: &'static str,
+    /// Dequantise every matrix to f32 (see `ModelOptions::exact`).
+    exact: bool,
 }
 
 impl<'a> Tensors<'a> {
     /// `storage` holds the whole file `gguf` was read from.
-    pub fn new(gguf: &'a Gguf, storage: Storage) -> Result<Self> {
+    pub fn new(gguf: &'a Gguf, storage: Storage, exact: bool) -> Result<Self> {
         let architecture = gguf.architecture()?.name();
         if (storage.bytes().len() as u64) < gguf.file_len() {
             return Err(Error::Truncated {
@@ -36,6 +38,7 @@ impl<'a> Tensors<'a> {
             gguf,
             storage,
             architecture,
+            exact,
         })
     }
 
@@ -96,6 +99,15 @@ impl<'a> Tensors<'a> {
             found: e.to_string(),
         };
         match WeightType::from_ggml(info.ggml_dtype) {
+            Some(ty) if self.exact && ty != WeightType::F32 => {
+                let m =
+                    Matrix::new(ty, rows, cols, self.storage.clone(), offset).map_err(shape_err)?;
+                let mut values = vec![0.0f32; rows * cols];
+                for (r, row) in values.chunks_exact_mut(cols).enumerate() {
+                    m.dequantize_row(r, row);
+                }
+                Matrix::from_f32(rows, cols, &values).map_err(shape_err)
+            }
             Some(ty) => {
                 Matrix::new(ty, rows, cols, self.storage.clone(), offset).map_err(shape_err)
             }

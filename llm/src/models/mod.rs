@@ -13,7 +13,7 @@ mod llama;
 mod load;
 
 use crate::error::{Error, Result};
-use crate::kernels::{Pool, Storage};
+use crate::kernels::{Isa, Pool, Storage};
 use crate::{Architecture, Gguf, Tokenizer};
 use decoder::{Cache, Decoder, Seq};
 use std::path::Path;
@@ -27,11 +27,21 @@ pub struct ModelOptions {
     pub threads: Option<usize>,
     /// Cap on the context (default: the model's trained context length).
     pub context: Option<usize>,
+    /// Which kernels to run (default: the fastest this machine has, [`Isa::detect`]);
+    /// [`Isa::Scalar`] is the reference the SIMD paths are checked against. Every choice gives
+    /// the same logits bit for bit.
+    pub kernels: Option<Isa>,
+    /// Dequantise every weight to f32 at load and multiply float activations: the file's
+    /// weights in exact arithmetic, without the 8-bit rounding of activations the quantised
+    /// products make. A reference for checking and evaluation; four to eight times the memory
+    /// of the quantised model, and slower.
+    pub exact: bool,
 }
 
 struct Inner {
     decoder: Decoder,
     pool: Pool,
+    isa: Isa,
 }
 
 /// A loaded model: weights (shared, read-only), its tokenizer and limits. Cheap to clone.
@@ -86,7 +96,7 @@ impl Model {
     fn build(gguf: &Gguf, storage: Storage, name: String, options: &ModelOptions) -> Result<Self> {
         let arch = gguf.architecture()?;
         let tokenizer = Arc::new(gguf.tokenizer()?);
-        let tensors = load::Tensors::new(gguf, storage)?;
+        let tensors = load::Tensors::new(gguf, storage, options.exact)?;
         let decoder = match arch {
             Architecture::Llama | Architecture::Qwen2 => llama::load(&tensors, arch)?,
             Architecture::Gemma3 => gemma3::load(&tensors)?,
@@ -105,6 +115,7 @@ impl Model {
             inner: Arc::new(Inner {
                 decoder,
                 pool: Pool::new(threads),
+                isa: options.kernels.unwrap_or_else(Isa::detect),
             }),
             tokenizer,
             arch,
@@ -132,6 +143,11 @@ impl Model {
     /// Threads the kernels run on.
     pub fn threads(&self) -> usize {
         self.inner.pool.threads()
+    }
+
+    /// The kernels this model runs.
+    pub fn kernels(&self) -> Isa {
+        self.inner.isa
     }
 
     /// Entries in the logits (at least the vocabulary size).
@@ -234,10 +250,13 @@ pub fn feed_batch(sessions: &mut [&mut Session], tokens: &[&[u32]]) -> Result<Ve
                 tokens: t,
             })
             .collect();
-        inner.decoder.forward(&inner.pool, &mut seqs)?
+        inner.decoder.forward(&inner.pool, inner.isa, &mut seqs)?
     };
     for (s, t) in sessions.iter_mut().zip(tokens) {
         s.tokens.extend_from_slice(t);
     }
     Ok(logits)
 }
+
+#[cfg(test)]
+mod tests;

@@ -863,4 +863,4 @@ fn clean_up_spaces(text: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -27,7 +27,7 @@ fn meta(entries: Vec<(&str, Value)>) -> HashMap<String, Value> {
 
 /// A byte-level BPE vocabulary: the 256 byte characters, a few merges and ChatML control
 /// tokens. Ids: 0 `<|endoftext|>`, 1 `<|im_start|>`, 2 `<|im_end|>`, then bytes, then merges.
-fn bpe_meta(pre: &str) -> HashMap<String, Value> {
+pub(crate) fn bpe_meta(pre: &str) -> HashMap<String, Value> {
     let mut tokens: Vec<String> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
         .map(String::from)
         .to_vec();
