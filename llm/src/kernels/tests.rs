@@ -194,6 +194,7 @@ fn scalar_products_equal_float_arithmetic_on_the_formats() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // `t` picks both a token and, for the first four, a tile slot.
 fn every_instruction_set_gives_the_scalar_results_bit_for_bit() {
     let mut rng = Rng::new(4);
     #[cfg(target_arch = "x86_64")]

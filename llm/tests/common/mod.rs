@@ -15,6 +15,7 @@ pub fn models_dir() -> PathBuf {
 }
 
 /// The model's GGUF header, or `None` with a line saying why the caller skips.
+#[allow(dead_code)] // not every test file that shares this module opens headers
 pub fn open(name: &str) -> Option<llm::Gguf> {
     let path = models_dir().join(name);
     if !path.is_file() {
