@@ -76,8 +76,11 @@ impl Gguf {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = std::fs::File::open(path).map_err(io_err)?;
-        Self::read(&mut file, &path.display().to_string())
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        // The header is read in many small pieces (every vocabulary entry is a few): buffer
+        // them, or each is a system call natively and a host call in WebAssembly.
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        Self::read(&mut reader, &path.display().to_string())
     }
 
     /// Reads a GGUF header from an in-memory copy of the whole file.

@@ -1,16 +1,22 @@
-//! The model runtime every tier shares: GGUF loading on candle, tokenizers built from GGUF
-//! metadata, chat templates, KV-cached decoding with per-token log-probs, and option scoring.
+//! The model runtime every tier shares: GGUF loading, tokenizers built from GGUF metadata,
+//! chat templates, the project's own forward passes and kernels, KV-cached decoding with
+//! per-token log-probs, and option scoring.
 //!
 //! Up the request path, `wasm-device`, `edge-host`, `cloud-host` and `eval` call it; down, it
-//! calls candle. It never decides where a request goes: that is `offload`'s job. The same code
-//! compiles for native hosts, `wasm32-unknown-unknown` (browser) and `wasm32-wasip2` (edge).
+//! uses candle to parse GGUF headers (and to dequantise the rare types without a kernel). It
+//! never decides where a request goes: that is `offload`'s job. The same code compiles for
+//! native hosts, `wasm32-unknown-unknown` (browser) and `wasm32-wasip2` (edge), and computes
+//! the same logits, bit for bit, on all of them and with every instruction set.
 //!
-//! Built so far (issue 3): [`gguf`] reads and checks GGUF headers; [`tokenizer`] turns text
-//! into exactly llama.cpp's token ids for byte-level BPE and SentencePiece vocabularies;
-//! [`chat`] renders conversations in the model's chat format; [`models`] loads a GGUF and runs
-//! its forward pass (candle-transformers' quantised llama and gemma3 for now); [`generate`]
-//! decodes with sampling, stop strings, cancellation and per-token log-probs, and scores
-//! options for classification. The project's own kernels (`kernels`) come next.
+//! - [`gguf`] reads and checks GGUF headers.
+//! - [`tokenizer`] turns text into exactly llama.cpp's token ids (byte-level BPE and
+//!   SentencePiece); [`chat`] renders conversations in the model's chat format.
+//! - [`kernels`]: quantised matrix products on GGUF's block layouts (scalar reference, AVX2,
+//!   simd128), the element-wise maths, and the thread pool.
+//! - [`models`] loads a GGUF (llama, qwen2, gemma3) into one decoder and runs batches of
+//!   sequences with their own KV caches.
+//! - [`generate`] decodes with sampling, stop strings, cancellation and per-token log-probs,
+//!   and scores options for classification.
 
 pub mod chat;
 pub mod error;

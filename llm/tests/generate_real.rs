@@ -185,3 +185,40 @@ fn option_scores_agree_with_generation() {
     assert!(scores[2] < scores[0]);
     assert!(scores.iter().all(|s| s.is_finite() && *s <= 0.0));
 }
+
+/// Greedy text equal to llama.cpp's on prompts where no step is a near tie (from the same
+/// fixture as `engine_llama_cpp.rs`). The logits are the same bit for bit on every machine
+/// and build (native or WebAssembly, any instruction set), so this holds everywhere.
+#[test]
+fn greedy_text_equals_llama_cpp() {
+    #[derive(serde::Deserialize)]
+    struct Fixture {
+        models: std::collections::HashMap<String, Vec<Case>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Case {
+        prompt: Vec<u32>,
+        content: String,
+        steps: Vec<serde::de::IgnoredAny>,
+    }
+    let fixture: Fixture =
+        serde_json::from_str(include_str!("fixtures/llama_cpp_greedy.json")).unwrap();
+    for (file, cases) in [(SMOLLM2, [0usize, 1]), ("gemma-3-270m-q4_k_m.gguf", [0, 2])] {
+        let Some(path) = model_path(file) else {
+            continue;
+        };
+        let model = Model::load(&path).unwrap();
+        for c in cases {
+            let case = &fixture.models[file][c];
+            let params = SamplingParams {
+                max_tokens: case.steps.len(),
+                ..Default::default()
+            };
+            let text: String = Generation::start(&model, &case.prompt, params)
+                .unwrap()
+                .map(|t| t.unwrap().text)
+                .collect();
+            assert_eq!(text, case.content, "{file} case {c}");
+        }
+    }
+}

@@ -2,8 +2,10 @@
 //! runs every check the project has, stopping at the first failure.
 
 use crate::run::{self, cargo, step};
-use crate::setup;
-use anyhow::Result;
+use crate::{models, node, setup};
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+use std::process::Command;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,6 +51,107 @@ pub fn run(args: &Args) -> Result<()> {
             .current_dir(&root),
     )?;
 
+    wasm_tests()?;
+    same_logits_everywhere()?;
+
     eprintln!("\nAll checks passed.");
+    Ok(())
+}
+
+/// Test binaries of `llm` that also run as wasm32-wasip2 components. The comparison with
+/// llama.cpp (`engine_llama_cpp`) stays native: it runs the models in exact f32 mode, which is
+/// slow in Node.js, and `same_logits_everywhere` shows the WebAssembly build computes exactly
+/// what the native one does.
+const WASM_SKIP: [&str; 1] = ["engine_llama_cpp"];
+
+/// `llm`'s tests built for wasm32-wasip2 and run in Node.js through jco: the kernels
+/// (simd128 against the scalar reference), the tiny-model tests, the tokenizer fixtures and
+/// greedy generation on the real models.
+fn wasm_tests() -> Result<()> {
+    step("WebAssembly tests (llm on wasm32-wasip2, in Node.js via jco)");
+    let jco = node::jco()?;
+    let root = run::workspace_root();
+    let json = run::output(
+        cargo()
+            .args([
+                "test",
+                "--locked",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "llm",
+                "--no-run",
+            ])
+            .args(["--message-format", "json"])
+            .current_dir(&root),
+    )?;
+    let mut binaries = Vec::new();
+    for line in json.lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(exe), Some(name)) = (msg["executable"].as_str(), msg["target"]["name"].as_str())
+        else {
+            continue;
+        };
+        if !WASM_SKIP.contains(&name) {
+            binaries.push((name.to_string(), PathBuf::from(exe)));
+        }
+    }
+    if binaries.is_empty() {
+        bail!("cargo built no wasm32-wasip2 test binaries for llm");
+    }
+    let models = models::cache_dir(None)?;
+    for (name, exe) in binaries {
+        eprintln!("-- {name}");
+        run::run(node::command(&jco, &exe).env("LADDER_MODELS", &models))
+            .with_context(|| format!("the wasm32-wasip2 build of test `{name}` failed"))?;
+    }
+    Ok(())
+}
+
+/// The engine computes the same logits natively and as WebAssembly, and with every kernel
+/// set: `llm/examples/digest` hashes the logits of a short greedy run on each default model.
+fn same_logits_everywhere() -> Result<()> {
+    step("Same logits everywhere (native SIMD, native scalar, wasm32 simd128)");
+    let root = run::workspace_root();
+    let jco = node::jco()?;
+    for target in [None, Some("wasm32-wasip2")] {
+        let mut cmd = cargo();
+        cmd.args(["build", "--locked", "-p", "llm", "--example", "digest"]);
+        if let Some(t) = target {
+            cmd.args(["--target", t]);
+        }
+        run::run(cmd.current_dir(&root))?;
+    }
+    let dir = run::target_dir()?;
+    let native = dir.join("debug/examples/digest");
+    let wasm = dir.join("wasm32-wasip2/debug/examples/digest.wasm");
+    let models = models::cache_dir(None)?;
+    for file in [models::DEVICE_FILE, models::EDGE_FILE] {
+        let model = models.join(file);
+        let digest = |cmd: &mut Command| -> Result<String> {
+            let out = run::output(cmd.arg(&model))?;
+            // "<name> <kernels> <hash> <ids>": everything but the kernel name must agree.
+            let line = out
+                .lines()
+                .last()
+                .context("digest printed nothing")?
+                .to_string();
+            let mut parts = line.splitn(3, ' ');
+            let (name, kernels, rest) = (parts.next(), parts.next(), parts.next());
+            eprintln!("  {line}");
+            match (name, kernels, rest) {
+                (Some(n), Some(_), Some(r)) => Ok(format!("{n} {r}")),
+                _ => bail!("unexpected digest output {line:?}"),
+            }
+        };
+        let simd = digest(&mut Command::new(&native))?;
+        let scalar = digest(Command::new(&native).env("LADDER_KERNELS", "scalar"))?;
+        let web = digest(&mut node::command(&jco, &wasm))?;
+        if simd != scalar || simd != web {
+            bail!("{file}: the builds disagree on the logits:\n  {simd}\n  {scalar}\n  {web}");
+        }
+    }
     Ok(())
 }

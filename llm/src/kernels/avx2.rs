@@ -233,6 +233,66 @@ unsafe fn q32<F: Block32, const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32
     out
 }
 
+/// An unpacked row against `N` rows: the loop of [`q32`] reading values, scales and mins from
+/// the buffer instead of unpacking blocks.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C; every row must cover the unpacked row.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_unpacked<const N: usize>(
+    u: &super::scalar::Unpacked,
+    x: &[ActRow<'_>; N],
+) -> [f32; N] {
+    // SAFETY: forwarded.
+    unsafe {
+        if u.has_min {
+            unpacked::<N, false>(u, x)
+        } else {
+            unpacked::<N, true>(u, x)
+        }
+    }
+}
+
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpacked<const N: usize, const SIGNED: bool>(
+    u: &super::scalar::Unpacked,
+    x: &[ActRow<'_>; N],
+) -> [f32; N] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); N]; 2];
+    let mut mins = [[0.0f32; 2]; N];
+    for b in 0..u.d.len() {
+        let set = b & 1;
+        // SAFETY: block b lies inside the buffer, and the rows cover it (the caller).
+        unsafe {
+            let q = load(u.q.as_ptr().add(32 * b).cast());
+            let d = *u.d.get_unchecked(b);
+            let m = *u.m.get_unchecked(b);
+            let ax = if SIGNED { _mm256_sign_epi8(q, q) } else { q };
+            for (r, row) in x.iter().enumerate() {
+                let y = load(row.qs.as_ptr().add(32 * b).cast());
+                let pairs = if SIGNED {
+                    _mm256_maddubs_epi16(ax, _mm256_sign_epi8(y, q))
+                } else {
+                    _mm256_maddubs_epi16(q, y)
+                };
+                let isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                let scale = _mm256_set1_ps(d * *row.d.get_unchecked(b));
+                acc[set][r] = _mm256_add_ps(acc[set][r], _mm256_mul_ps(scale, isum));
+                if !SIGNED {
+                    mins[r][set] += m * *row.s.get_unchecked(b);
+                }
+            }
+        }
+    }
+    let mut out = [0.0; N];
+    for r in 0..N {
+        out[r] = total(_mm256_add_ps(acc[0][r], acc[1][r])) + (mins[r][0] + mins[r][1]);
+    }
+    out
+}
+
 /// One block's 32 products as eight exact i32 partial sums (lane `k`: values `4k..4k+3`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -27,6 +27,7 @@ pub mod simd128;
 
 pub use formats::WeightType;
 pub use pool::Pool;
+pub use scalar::Unpacked;
 
 use std::sync::Arc;
 
@@ -404,6 +405,28 @@ impl Isa {
         unsafe { self.dot_rows_unchecked(ty, w, x) }
     }
 
+    /// `N` dot products of an unpacked weight row (see [`Unpacked`]) with `N` rows; the same
+    /// results as [`Isa::dot_rows`] on the packed row.
+    ///
+    /// # Safety
+    /// Every row of `x` must cover the row's columns in the 8-bit layout.
+    #[inline]
+    unsafe fn dot_unpacked_unchecked<const N: usize>(
+        self,
+        u: &Unpacked,
+        x: [ActRow<'_>; N],
+    ) -> [f32; N] {
+        match self {
+            Isa::Scalar => scalar::dot_unpacked(u, &x),
+            // SAFETY: as in `dot_rows_unchecked`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::dot_unpacked(u, &x) },
+            // SAFETY: as in `dot_rows_unchecked`.
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => unsafe { simd128::dot_unpacked(u, &x) },
+        }
+    }
+
     /// # Safety
     /// Every row of `x` must [cover](ActRow::covers) `w`'s columns in `ty`'s layout.
     #[inline]
@@ -507,36 +530,55 @@ unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo:
         "activations not prepared"
     );
     // Cache blocking: a band of weight rows (a few tens of KB) meets every tile of tokens
-    // while both stay in cache.
+    // while both stay in cache. With many tokens, the 32-value formats are unpacked to bytes
+    // once per row rather than once per tile of four tokens.
     let band = (BAND_BYTES / w.row_bytes().max(1)).max(1);
+    let unpack = n >= UNPACK_FROM && w.ty.block_elems() == 32;
+    let mut unpacked: Vec<Unpacked> = Vec::new();
     let mut r0 = lo;
     while r0 < hi {
         let r1 = (r0 + band).min(hi);
+        if unpack {
+            unpacked.resize_with(r1 - r0, Unpacked::default);
+            for (u, r) in unpacked.iter_mut().zip(r0..r1) {
+                scalar::unpack_row(w.ty, w.row(r), u);
+            }
+        }
         let mut t = 0;
-        while t + TILE <= n {
-            let tile = [acts[t], acts[t + 1], acts[t + 2], acts[t + 3]];
-            for r in r0..r1 {
-                // SAFETY: every row covers `w`, checked above.
-                let dots = unsafe { isa.dot_rows_unchecked::<TILE>(w.ty, w.row(r), tile) };
-                for (i, d) in dots.into_iter().enumerate() {
-                    // SAFETY: (t + i) < n and r < stride, so the index is in bounds.
-                    unsafe { *out.add((t + i) * stride + r) = d };
+        while t < n {
+            let four = t + TILE <= n;
+            for (i, r) in (r0..r1).enumerate() {
+                // SAFETY: every row covers `w`, checked above; every index written is below
+                // n · stride.
+                unsafe {
+                    if four {
+                        let tile = [acts[t], acts[t + 1], acts[t + 2], acts[t + 3]];
+                        let dots = if unpack {
+                            isa.dot_unpacked_unchecked::<TILE>(&unpacked[i], tile)
+                        } else {
+                            isa.dot_rows_unchecked::<TILE>(w.ty, w.row(r), tile)
+                        };
+                        for (j, d) in dots.into_iter().enumerate() {
+                            *out.add((t + j) * stride + r) = d;
+                        }
+                    } else {
+                        let [d] = if unpack {
+                            isa.dot_unpacked_unchecked::<1>(&unpacked[i], [acts[t]])
+                        } else {
+                            isa.dot_rows_unchecked::<1>(w.ty, w.row(r), [acts[t]])
+                        };
+                        *out.add(t * stride + r) = d;
+                    }
                 }
             }
-            t += TILE;
-        }
-        while t < n {
-            for r in r0..r1 {
-                // SAFETY: as above.
-                let [d] = unsafe { isa.dot_rows_unchecked::<1>(w.ty, w.row(r), [acts[t]]) };
-                // SAFETY: (t, r) is in bounds.
-                unsafe { *out.add(t * stride + r) = d };
-            }
-            t += 1;
+            t += if four { TILE } else { 1 };
         }
         r0 = r1;
     }
 }
+
+/// From how many tokens on a product unpacks each row of a 32-value format once.
+const UNPACK_FROM: usize = 8;
 
 /// Bytes of weight rows per cache band in [`rows_product`].
 const BAND_BYTES: usize = 16 << 10;

@@ -74,30 +74,31 @@ pub fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>; N]) ->
     lanes.map(|l| l.total())
 }
 
-/// The 32-value formats in the canonical order (two alternating lane sets and mins).
+/// The 32-value formats in the canonical order: the row unpacked, then multiplied.
 fn blocks32<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
-    let has_min = matches!(ty, WeightType::Q4_1 | WeightType::Q5_1);
+    let mut u = Unpacked::default();
+    unpack_row(ty, w, &mut u);
+    dot_unpacked(&u, x)
+}
+
+/// An unpacked row of a 32-value format against `N` rows, in the canonical order (two
+/// alternating lane sets and mins).
+pub fn dot_unpacked<const N: usize>(u: &Unpacked, x: &[ActRow<'_>; N]) -> [f32; N] {
     let mut sets = [[Lanes::default(); 2]; N];
     let mut mins = [[0.0f32; 2]; N];
-    let mut blk = Block {
-        q: [0; 32],
-        d: 0.0,
-        m: 0.0,
-    };
-    for (b, block) in w.chunks_exact(ty.block_bytes()).enumerate() {
-        unpack(ty, block, &mut blk);
+    for (b, q) in u.q.chunks_exact(32).enumerate() {
         for r in 0..N {
             let row = &x[r];
             let qx = &row.qs[32 * b..32 * b + 32];
-            let scale = blk.d * row.d[b];
+            let scale = u.d[b] * row.d[b];
             for k in 0..8 {
                 let p: i32 = (4 * k..4 * k + 4)
-                    .map(|e| blk.q[e] * i32::from(qx[e]))
+                    .map(|e| i32::from(q[e]) * i32::from(qx[e]))
                     .sum();
                 sets[r][b % 2].add(k, scale * p as f32);
             }
-            if has_min {
-                mins[r][b % 2] += blk.m * row.s[b];
+            if u.has_min {
+                mins[r][b % 2] += u.m[b] * row.s[b];
             }
         }
     }
@@ -108,6 +109,42 @@ fn blocks32<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>; N]) -> [f
         out[r] = both.total() + (mins[r][0] + mins[r][1]);
     }
     out
+}
+
+/// A weight row of a 32-value format unpacked once to be multiplied with many tokens (a
+/// prefill): each value as a byte (`q − offset` for the signed formats, `q` for those with a
+/// min), and each block's scale and min as floats. The products on it are exactly those on
+/// the packed row.
+#[derive(Debug, Default, Clone)]
+pub struct Unpacked {
+    pub q: Vec<i8>,
+    pub d: Vec<f32>,
+    pub m: Vec<f32>,
+    /// Values are unsigned with a min (Q4_1, Q5_1), else signed.
+    pub has_min: bool,
+}
+
+/// Unpacks `row`, of a 32-value format `ty`, into `out` (reusing its buffers).
+pub fn unpack_row(ty: WeightType, row: &[u8], out: &mut Unpacked) {
+    let blocks = row.len() / ty.block_bytes();
+    out.q.resize(32 * blocks, 0);
+    out.d.resize(blocks, 0.0);
+    out.m.resize(blocks, 0.0);
+    out.has_min = matches!(ty, WeightType::Q4_1 | WeightType::Q5_1);
+    let mut blk = Block {
+        q: [0; 32],
+        d: 0.0,
+        m: 0.0,
+    };
+    for (b, block) in row.chunks_exact(ty.block_bytes()).enumerate() {
+        unpack(ty, block, &mut blk);
+        for (o, &v) in out.q[32 * b..32 * b + 32].iter_mut().zip(&blk.q) {
+            // Every value fits: −16..=15 signed, 0..=31 unsigned, or Q8_0's own bytes.
+            *o = v as i8;
+        }
+        out.d[b] = blk.d;
+        out.m[b] = blk.m;
+    }
 }
 
 /// A block of one of the 32-value formats.

@@ -228,24 +228,64 @@ fn five_bits(b: &[u8], at: usize) -> (v128, v128) {
     (v128_or(lo, bits(qh & 0xFFFF)), v128_or(hi, bits(qh >> 16)))
 }
 
+/// Four i32 partial sums of the products of 16 values (any grouping: callers add them up).
 #[inline(always)]
 fn dot16(a: v128, b: v128) -> v128 {
-    i32x4_add(
-        i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(b)),
-        i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(b)),
-    )
+    quads(a, b)
 }
 
-/// Eight exact partial sums of a 16-value product, two per lane in AVX2's grouping: lane `k`
-/// of the result holds values `4k..4k+3`.
+/// The products of 16 values summed in fours (lane `k`: values `4k..4k+3`, AVX2's grouping).
+/// Products fit in i16 for every format here (|w| ≤ 128, |x| ≤ 127).
+///
+/// (Adding the i16 pairs before widening would save an instruction, but LLVM then rewrites
+/// the sequence into `i16x8.relaxed_dot_i8x16_i7x16_s`, a relaxed-SIMD instruction, even
+/// without the `relaxed-simd` feature, and engines without it refuse the module.)
 #[inline(always)]
 fn quads(a: v128, b: v128) -> v128 {
-    let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(b));
-    let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(b));
+    let lo = i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(a, b));
+    let hi = i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(a, b));
     i32x4_add(
         i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
         i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
     )
+}
+
+/// An unpacked row against `N` rows (the loop of `blocks` on values from the buffer).
+///
+/// # Safety
+/// Every row must cover the unpacked row.
+pub unsafe fn dot_unpacked<const N: usize>(
+    u: &super::scalar::Unpacked,
+    x: &[ActRow<'_>; N],
+) -> [f32; N] {
+    let zero = f32x4_splat(0.0);
+    let mut acc = [[(zero, zero); 2]; N];
+    let mut mins = [[0.0f32; 2]; N];
+    for k in 0..u.d.len() {
+        // SAFETY: block k lies inside the buffer.
+        let (a, bb) = unsafe {
+            let p = u.q.as_ptr().add(32 * k);
+            (v128_load(p.cast()), v128_load(p.add(16).cast()))
+        };
+        let set = k % 2;
+        for (r, row) in x.iter().enumerate() {
+            // SAFETY: the caller's contract: the row covers every block.
+            let (ya, yb) = unsafe {
+                let p = row.qs.as_ptr().add(32 * k);
+                (v128_load(p.cast()), v128_load(p.add(16).cast()))
+            };
+            let scale = f32x4_splat(u.d[k] * row.d[k]);
+            let (lo, hi) = acc[r][set];
+            acc[r][set] = (
+                f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(quads(a, ya)))),
+                f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(quads(bb, yb)))),
+            );
+            if u.has_min {
+                mins[r][set] += u.m[k] * row.s[k];
+            }
+        }
+    }
+    finish(acc, mins)
 }
 
 /// The shared loop of the 32-value formats in the canonical order (see `super::scalar`):
@@ -281,6 +321,12 @@ fn blocks<const N: usize, F: Fn(&[u8]) -> Sub>(
             }
         }
     }
+    finish(acc, mins)
+}
+
+/// The canonical total of each row's two lane sets (as f32x4 halves) and mins.
+#[inline(always)]
+fn finish<const N: usize>(acc: [[(v128, v128); 2]; N], mins: [[f32; 2]; N]) -> [f32; N] {
     let mut out = [0.0; N];
     for r in 0..N {
         let [(lo0, hi0), (lo1, hi1)] = acc[r];

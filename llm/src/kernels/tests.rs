@@ -247,14 +247,21 @@ fn threaded_products_equal_row_by_row_products() {
     let isa = Isa::detect();
     for threads in [1, 2, 3] {
         let pool = Pool::new(threads);
-        for &ty in &[WeightType::Q4_1, WeightType::Q6K, WeightType::F32] {
+        for &ty in &[
+            WeightType::Q4_1,
+            WeightType::Q5_0,
+            WeightType::Q8_0,
+            WeightType::Q6K,
+            WeightType::F32,
+        ] {
             let cols = 256;
             let (ra, rb) = (37, 5);
             let wa =
                 Matrix::from_bytes(ty, ra, cols, random_matrix(ty, ra, cols, &mut rng)).expect("a");
             let wb =
                 Matrix::from_bytes(ty, rb, cols, random_matrix(ty, rb, cols, &mut rng)).expect("b");
-            for tokens in [1, 4, 7] {
+            // From 8 tokens on, the 32-value formats go through unpacked rows.
+            for tokens in [1, 4, 7, 9, 13] {
                 let mut x = Activations::new(random_values(tokens * cols, &mut rng), tokens, cols);
                 prepare(&wa, &mut x);
                 let (mut oa, mut ob) = (vec![0.0; tokens * ra], vec![0.0; tokens * rb]);

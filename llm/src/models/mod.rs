@@ -73,13 +73,15 @@ impl Model {
 
     pub fn load_with(path: impl AsRef<Path>, options: &ModelOptions) -> Result<Self> {
         let path = path.as_ref();
-        let gguf = Gguf::open(path)?;
         let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
         };
         let file = std::fs::File::open(path).map_err(io)?;
         let storage = map_or_read(file).map_err(io)?;
+        // The header is parsed from the bytes already mapped or read, not from the file again.
+        let what = path.display().to_string();
+        let gguf = Gguf::read(&mut std::io::Cursor::new(storage.bytes()), &what)?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -176,7 +178,8 @@ fn map_or_read(mut file: std::fs::File) -> std::io::Result<Storage> {
             return Ok(Storage::new(map));
         }
     }
-    let mut bytes = Vec::new();
+    let len = file.metadata().map_or(0, |m| m.len() as usize);
+    let mut bytes = Vec::with_capacity(len);
     std::io::Read::read_to_end(&mut file, &mut bytes)?;
     Ok(Storage::new(bytes))
 }
