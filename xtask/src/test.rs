@@ -94,6 +94,10 @@ fn wasm_tests() -> Result<()> {
         else {
             continue;
         };
+        // `cargo test --no-run` also builds the examples; only test harnesses run here.
+        if msg["profile"]["test"].as_bool() != Some(true) {
+            continue;
+        }
         if !WASM_SKIP.contains(&name) {
             binaries.push((name.to_string(), PathBuf::from(exe)));
         }

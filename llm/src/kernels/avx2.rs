@@ -10,7 +10,7 @@
 
 use super::ActRow;
 use super::formats::{WeightType, scales_mins_k4};
-use super::scalar::{Lanes, k_lanes};
+use super::scalar::{Lanes, k_lanes, two_sets};
 use std::arch::x86_64::*;
 
 /// `N` dot products of one weight row with `N` activation rows.
@@ -19,23 +19,23 @@ use std::arch::x86_64::*;
 /// The CPU must support AVX2, FMA and F16C, and every row must [cover](ActRow::covers) the
 /// weight row: the kernels read whole blocks of `w` and of the rows through raw pointers.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>; N]) -> [f32; N] {
+pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let cols = w.len() / ty.block_bytes() * ty.block_elems();
     debug_assert!(x.iter().all(|r| r.covers(ty, cols)));
     // SAFETY: the caller guarantees the lengths; the features are enabled on this function.
     unsafe {
         match ty {
-            WeightType::F32 => floats::<N, 0>(w, &x, cols),
-            WeightType::F16 => floats::<N, 1>(w, &x, cols),
-            WeightType::BF16 => floats::<N, 2>(w, &x, cols),
-            WeightType::Q4_0 => q4_0(w, &x),
-            WeightType::Q4_1 => q4_1(w, &x),
-            WeightType::Q5_0 => q5_0(w, &x),
-            WeightType::Q5_1 => q5_1(w, &x),
-            WeightType::Q8_0 => q8_0(w, &x),
-            WeightType::Q4K => q4k(w, &x),
-            WeightType::Q5K => q5k(w, &x),
-            WeightType::Q6K => q6k(w, &x),
+            WeightType::F32 => floats::<N, 0>(w, x, cols),
+            WeightType::F16 => floats::<N, 1>(w, x, cols),
+            WeightType::BF16 => floats::<N, 2>(w, x, cols),
+            WeightType::Q4_0 => q4_0(w, x),
+            WeightType::Q4_1 => q4_1(w, x),
+            WeightType::Q5_0 => q5_0(w, x),
+            WeightType::Q5_1 => q5_1(w, x),
+            WeightType::Q8_0 => q8_0(w, x),
+            WeightType::Q4K => q4k(w, x),
+            WeightType::Q5K => q5k(w, x),
+            WeightType::Q6K => q6k(w, x),
         }
     }
 }
@@ -193,44 +193,36 @@ impl Block32 for Q80 {
     }
 }
 
-/// The shared loop of the 32-value formats, in the canonical order: even blocks into one set
-/// of lanes, odd blocks into the other, each block unpacked once for all rows.
+/// The shared loop of the 32-value formats, in the canonical order, each block unpacked once
+/// for all rows.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q32<F: Block32, const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
-    let nb = w.len() / F::BYTES;
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); N]; 2];
-    let mut mins = [[0.0f32; 2]; N];
-    let mut b = 0;
-    while b < nb {
-        let set = b & 1;
+    let step = |b: usize, (acc, mins): &mut ([__m256; N], [f32; N])| {
         // SAFETY: block b lies inside `w`, and the rows cover it (`dot_rows`).
         unsafe {
             let p = w.as_ptr().add(b * F::BYTES);
-            if N == 1 && set == 0 {
+            if N == 1 && b & 1 == 0 {
                 prefetch(p.wrapping_add(PREFETCH), 2 * F::BYTES);
             }
             let q = F::values(p);
-            let d = half(p);
+            let d = _mm256_set1_ps(half(p));
             let m = if F::SIGNED { 0.0 } else { half(p.add(2)) };
             for (r, row) in x.iter().enumerate() {
                 let y = load(row.qs.as_ptr().add(32 * b).cast());
                 let isum = _mm256_cvtepi32_ps(block_product::<F>(q, y, ones));
-                let scale = _mm256_set1_ps(d * *row.d.get_unchecked(b));
-                acc[set][r] = _mm256_add_ps(acc[set][r], _mm256_mul_ps(scale, isum));
+                let scale = _mm256_mul_ps(d, _mm256_broadcast_ss(row.d.get_unchecked(b)));
+                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(scale, isum));
                 if !F::SIGNED {
-                    mins[r][set] += m * *row.s.get_unchecked(b);
+                    mins[r] += m * *row.s.get_unchecked(b);
                 }
             }
         }
-        b += 1;
-    }
-    let mut out = [0.0; N];
-    for r in 0..N {
-        out[r] = total(_mm256_add_ps(acc[0][r], acc[1][r])) + (mins[r][0] + mins[r][1]);
-    }
-    out
+    };
+    two_sets(w.len() / F::BYTES, _mm256_setzero_ps(), step, |a, b| {
+        total(_mm256_add_ps(a, b))
+    })
 }
 
 /// An unpacked row against `N` rows: the loop of [`q32`] reading values, scales and mins from
@@ -260,14 +252,11 @@ unsafe fn unpacked<const N: usize, const SIGNED: bool>(
     x: &[ActRow<'_>; N],
 ) -> [f32; N] {
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); N]; 2];
-    let mut mins = [[0.0f32; 2]; N];
-    for b in 0..u.d.len() {
-        let set = b & 1;
+    let step = |b: usize, (acc, mins): &mut ([__m256; N], [f32; N])| {
         // SAFETY: block b lies inside the buffer, and the rows cover it (the caller).
         unsafe {
             let q = load(u.q.as_ptr().add(32 * b).cast());
-            let d = *u.d.get_unchecked(b);
+            let d = _mm256_broadcast_ss(u.d.get_unchecked(b));
             let m = *u.m.get_unchecked(b);
             let ax = if SIGNED { _mm256_sign_epi8(q, q) } else { q };
             for (r, row) in x.iter().enumerate() {
@@ -278,19 +267,17 @@ unsafe fn unpacked<const N: usize, const SIGNED: bool>(
                     _mm256_maddubs_epi16(q, y)
                 };
                 let isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                let scale = _mm256_set1_ps(d * *row.d.get_unchecked(b));
-                acc[set][r] = _mm256_add_ps(acc[set][r], _mm256_mul_ps(scale, isum));
+                let scale = _mm256_mul_ps(d, _mm256_broadcast_ss(row.d.get_unchecked(b)));
+                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(scale, isum));
                 if !SIGNED {
-                    mins[r][set] += m * *row.s.get_unchecked(b);
+                    mins[r] += m * *row.s.get_unchecked(b);
                 }
             }
         }
-    }
-    let mut out = [0.0; N];
-    for r in 0..N {
-        out[r] = total(_mm256_add_ps(acc[0][r], acc[1][r])) + (mins[r][0] + mins[r][1]);
-    }
-    out
+    };
+    two_sets(u.d.len(), _mm256_setzero_ps(), step, |a, b| {
+        total(_mm256_add_ps(a, b))
+    })
 }
 
 /// One block's 32 products as eight exact i32 partial sums (lane `k`: values `4k..4k+3`).

@@ -402,7 +402,7 @@ impl Isa {
             "activations not prepared for {ty:?}"
         );
         // SAFETY: checked just above.
-        unsafe { self.dot_rows_unchecked(ty, w, x) }
+        unsafe { self.dot_rows_unchecked(ty, w, &x) }
     }
 
     /// `N` dot products of an unpacked weight row (see [`Unpacked`]) with `N` rows; the same
@@ -414,16 +414,16 @@ impl Isa {
     unsafe fn dot_unpacked_unchecked<const N: usize>(
         self,
         u: &Unpacked,
-        x: [ActRow<'_>; N],
+        x: &[ActRow<'_>; N],
     ) -> [f32; N] {
         match self {
-            Isa::Scalar => scalar::dot_unpacked(u, &x),
+            Isa::Scalar => scalar::dot_unpacked(u, x),
             // SAFETY: as in `dot_rows_unchecked`.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::dot_unpacked(u, &x) },
+            Isa::Avx2 => unsafe { avx2::dot_unpacked(u, x) },
             // SAFETY: as in `dot_rows_unchecked`.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Isa::Simd128 => unsafe { simd128::dot_unpacked(u, &x) },
+            Isa::Simd128 => unsafe { simd128::dot_unpacked(u, x) },
         }
     }
 
@@ -434,7 +434,7 @@ impl Isa {
         self,
         ty: WeightType,
         w: &[u8],
-        x: [ActRow<'_>; N],
+        x: &[ActRow<'_>; N],
     ) -> [f32; N] {
         match self {
             Isa::Scalar => scalar::dot_rows(ty, w, x),
@@ -529,6 +529,12 @@ unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo:
         acts.iter().all(|a| a.covers(w.ty, w.cols)),
         "activations not prepared"
     );
+    // The tiles are built once and lent to the kernels: an `ActRow` is seven slices, and
+    // copying four of them for every row costs as much as a short row's products.
+    let tiles: Vec<[ActRow<'_>; TILE]> = acts
+        .chunks_exact(TILE)
+        .map(|c| std::array::from_fn(|j| c[j]))
+        .collect();
     // Cache blocking: a band of weight rows (a few tens of KB) meets every tile of tokens
     // while both stay in cache. With many tokens, the 32-value formats are unpacked to bytes
     // once per row rather than once per tile of four tokens.
@@ -544,34 +550,35 @@ unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo:
                 scalar::unpack_row(w.ty, w.row(r), u);
             }
         }
-        let mut t = 0;
-        while t < n {
-            let four = t + TILE <= n;
+        for (k, tile) in tiles.iter().enumerate() {
             for (i, r) in (r0..r1).enumerate() {
                 // SAFETY: every row covers `w`, checked above; every index written is below
                 // n · stride.
                 unsafe {
-                    if four {
-                        let tile = [acts[t], acts[t + 1], acts[t + 2], acts[t + 3]];
-                        let dots = if unpack {
-                            isa.dot_unpacked_unchecked::<TILE>(&unpacked[i], tile)
-                        } else {
-                            isa.dot_rows_unchecked::<TILE>(w.ty, w.row(r), tile)
-                        };
-                        for (j, d) in dots.into_iter().enumerate() {
-                            *out.add((t + j) * stride + r) = d;
-                        }
+                    let dots = if unpack {
+                        isa.dot_unpacked_unchecked::<TILE>(&unpacked[i], tile)
                     } else {
-                        let [d] = if unpack {
-                            isa.dot_unpacked_unchecked::<1>(&unpacked[i], [acts[t]])
-                        } else {
-                            isa.dot_rows_unchecked::<1>(w.ty, w.row(r), [acts[t]])
-                        };
-                        *out.add(t * stride + r) = d;
+                        isa.dot_rows_unchecked::<TILE>(w.ty, w.row(r), tile)
+                    };
+                    for (j, d) in dots.into_iter().enumerate() {
+                        *out.add((TILE * k + j) * stride + r) = d;
                     }
                 }
             }
-            t += if four { TILE } else { 1 };
+        }
+        for (t, act) in acts.iter().enumerate().skip(TILE * tiles.len()) {
+            let one = std::array::from_ref(act);
+            for (i, r) in (r0..r1).enumerate() {
+                // SAFETY: as above.
+                unsafe {
+                    let [d] = if unpack {
+                        isa.dot_unpacked_unchecked::<1>(&unpacked[i], one)
+                    } else {
+                        isa.dot_rows_unchecked::<1>(w.ty, w.row(r), one)
+                    };
+                    *out.add(t * stride + r) = d;
+                }
+            }
         }
         r0 = r1;
     }

@@ -50,13 +50,13 @@ struct Block {
     m: f32,
 }
 
-pub fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>; N]) -> [f32; N] {
+pub fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let mut lanes = [Lanes::default(); N];
     match ty {
         WeightType::F32 | WeightType::F16 | WeightType::BF16 => {
             let mut values = vec![0.0; x[0].values.len()];
             formats::dequantize_row(ty, w, &mut values);
-            for (l, row) in lanes.iter_mut().zip(&x) {
+            for (l, row) in lanes.iter_mut().zip(x) {
                 for (i, (&a, &b)) in values.iter().zip(row.values).enumerate() {
                     l.add(i % 8, a * b);
                 }
@@ -64,12 +64,12 @@ pub fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>; N]) ->
         }
         WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => {
             for (b, block) in w.chunks_exact(ty.block_bytes()).enumerate() {
-                for (l, row) in lanes.iter_mut().zip(&x) {
+                for (l, row) in lanes.iter_mut().zip(x) {
                     k_block(ty, block, row, b, l);
                 }
             }
         }
-        _ => return blocks32(ty, w, &x),
+        _ => return blocks32(ty, w, x),
     }
     lanes.map(|l| l.total())
 }
@@ -81,12 +81,40 @@ fn blocks32<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>; N]) -> [f
     dot_unpacked(&u, x)
 }
 
-/// An unpacked row of a 32-value format against `N` rows, in the canonical order (two
-/// alternating lane sets and mins).
+/// One of the two alternating lane sets of `N` rows: each row's eight float lanes (an `A`,
+/// however a kernel holds them) and its min term.
+pub type Set<A, const N: usize> = ([A; N], [f32; N]);
+
+/// The canonical order's two lane sets over blocks `0..nb`: `step(b, set)` adds block `b`
+/// into the even set or the odd one, then each row is `finish(even, odd)` (the canonical sum
+/// of the two sets' lanes added lane by lane) plus the two mins added.
+///
+/// Each call of `step` gets its set as a distinct variable rather than `sets[b % 2]`: a set
+/// picked at run time lives in memory, and then every block waits on a store and a reload.
+#[inline(always)]
+pub fn two_sets<A: Copy, const N: usize>(
+    nb: usize,
+    zero: A,
+    mut step: impl FnMut(usize, &mut Set<A, N>),
+    finish: impl Fn(A, A) -> f32,
+) -> [f32; N] {
+    let (mut even, mut odd) = (([zero; N], [0.0; N]), ([zero; N], [0.0; N]));
+    let mut b = 0;
+    while b + 1 < nb {
+        step(b, &mut even);
+        step(b + 1, &mut odd);
+        b += 2;
+    }
+    if b < nb {
+        step(b, &mut even);
+    }
+    std::array::from_fn(|r| finish(even.0[r], odd.0[r]) + (even.1[r] + odd.1[r]))
+}
+
+/// An unpacked row of a 32-value format against `N` rows, in the canonical order.
 pub fn dot_unpacked<const N: usize>(u: &Unpacked, x: &[ActRow<'_>; N]) -> [f32; N] {
-    let mut sets = [[Lanes::default(); 2]; N];
-    let mut mins = [[0.0f32; 2]; N];
-    for (b, q) in u.q.chunks_exact(32).enumerate() {
+    let step = |b: usize, (lanes, mins): &mut Set<Lanes, N>| {
+        let q = &u.q[32 * b..32 * b + 32];
         for r in 0..N {
             let row = &x[r];
             let qx = &row.qs[32 * b..32 * b + 32];
@@ -95,20 +123,16 @@ pub fn dot_unpacked<const N: usize>(u: &Unpacked, x: &[ActRow<'_>; N]) -> [f32; 
                 let p: i32 = (4 * k..4 * k + 4)
                     .map(|e| i32::from(q[e]) * i32::from(qx[e]))
                     .sum();
-                sets[r][b % 2].add(k, scale * p as f32);
+                lanes[r].add(k, scale * p as f32);
             }
             if u.has_min {
-                mins[r][b % 2] += u.m[b] * row.s[b];
+                mins[r] += u.m[b] * row.s[b];
             }
         }
-    }
-    let mut out = [0.0; N];
-    for r in 0..N {
-        let [a, b] = sets[r];
-        let both = Lanes(std::array::from_fn(|k| a.0[k] + b.0[k]));
-        out[r] = both.total() + (mins[r][0] + mins[r][1]);
-    }
-    out
+    };
+    two_sets(u.d.len(), Lanes::default(), step, |a, b| {
+        Lanes(std::array::from_fn(|k| a.0[k] + b.0[k])).total()
+    })
 }
 
 /// A weight row of a 32-value format unpacked once to be multiplied with many tokens (a

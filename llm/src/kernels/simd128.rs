@@ -9,7 +9,7 @@
 
 use super::ActRow;
 use super::formats::{WeightType, f16_at, scales_mins_k4};
-use super::scalar::{Lanes, k_lanes};
+use super::scalar::{Lanes, Set, k_lanes, two_sets};
 use core::arch::wasm32::*;
 
 /// One block of 32 weights as signed bytes `a` (elements 0..16) and `b` (16..32), with the
@@ -24,12 +24,12 @@ struct Sub {
 /// # Safety
 /// Every row must [cover](ActRow::covers) the weight row: the kernels read whole blocks of
 /// the rows through raw pointers.
-pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>; N]) -> [f32; N] {
+pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let cols = w.len() / ty.block_bytes() * ty.block_elems();
     debug_assert!(x.iter().all(|r| r.covers(ty, cols)));
     match ty {
         WeightType::F32 | WeightType::F16 | WeightType::BF16 => super::scalar::dot_rows(ty, w, x),
-        WeightType::Q4_0 => blocks::<N, _>(w, (18, false), &x, |b| {
+        WeightType::Q4_0 => blocks::<N, _>(w, (18, false), x, |b| {
             let (a, bb) = nibbles(b, 2);
             Sub::plain(
                 i8x16_sub(a, i8x16_splat(8)),
@@ -38,11 +38,11 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>;
                 0.0,
             )
         }),
-        WeightType::Q4_1 => blocks::<N, _>(w, (20, true), &x, |b| {
+        WeightType::Q4_1 => blocks::<N, _>(w, (20, true), x, |b| {
             let (a, bb) = nibbles(b, 4);
             Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
         }),
-        WeightType::Q5_0 => blocks::<N, _>(w, (22, false), &x, |b| {
+        WeightType::Q5_0 => blocks::<N, _>(w, (22, false), x, |b| {
             let (a, bb) = five_bits(b, 2);
             Sub::plain(
                 i8x16_sub(a, i8x16_splat(16)),
@@ -51,11 +51,11 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>;
                 0.0,
             )
         }),
-        WeightType::Q5_1 => blocks::<N, _>(w, (24, true), &x, |b| {
+        WeightType::Q5_1 => blocks::<N, _>(w, (24, true), x, |b| {
             let (a, bb) = five_bits(b, 4);
             Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
         }),
-        WeightType::Q8_0 => blocks::<N, _>(w, (34, false), &x, |b| {
+        WeightType::Q8_0 => blocks::<N, _>(w, (34, false), x, |b| {
             // SAFETY: a Q8_0 block is 34 bytes, so 2..34 is readable.
             let (a, bb) = unsafe {
                 (
@@ -65,9 +65,9 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: [ActRow<'_>;
             };
             Sub::plain(a, bb, f16_at(b, 0), 0.0)
         }),
-        WeightType::Q4K => k45::<N, false>(w, &x),
-        WeightType::Q5K => k45::<N, true>(w, &x),
-        WeightType::Q6K => k6::<N>(w, &x),
+        WeightType::Q4K => k45::<N, false>(w, x),
+        WeightType::Q5K => k45::<N, true>(w, x),
+        WeightType::Q6K => k6::<N>(w, x),
     }
 }
 
@@ -102,7 +102,7 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
         let qs = if Q5 { 48 } else { 16 };
         let mut sumi = [i32x4_splat(0); N];
-        for j in 0..8 {
+        for (j, &sc_j) in sc.iter().enumerate() {
             let g = j / 2;
             let (r0, r1) = (load16(b, qs + 32 * g), load16(b, qs + 32 * g + 16));
             let (mut lo, mut hi) = if j % 2 == 0 {
@@ -118,7 +118,7 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
                 lo = v128_or(lo, bit(load16(b, 16)));
                 hi = v128_or(hi, bit(load16(b, 32)));
             }
-            let scale = i32x4_splat(i32::from(sc[j]));
+            let scale = i32x4_splat(i32::from(sc_j));
             for (r, row) in x.iter().enumerate() {
                 let k = 16 * blk + 2 * j;
                 let dot = i32x4_add(dot16(lo, kact16(row, k)), dot16(hi, kact16(row, k + 1)));
@@ -258,16 +258,12 @@ pub unsafe fn dot_unpacked<const N: usize>(
     u: &super::scalar::Unpacked,
     x: &[ActRow<'_>; N],
 ) -> [f32; N] {
-    let zero = f32x4_splat(0.0);
-    let mut acc = [[(zero, zero); 2]; N];
-    let mut mins = [[0.0f32; 2]; N];
-    for k in 0..u.d.len() {
+    let step = |k: usize, (acc, mins): &mut Set<(v128, v128), N>| {
         // SAFETY: block k lies inside the buffer.
         let (a, bb) = unsafe {
             let p = u.q.as_ptr().add(32 * k);
             (v128_load(p.cast()), v128_load(p.add(16).cast()))
         };
-        let set = k % 2;
         for (r, row) in x.iter().enumerate() {
             // SAFETY: the caller's contract: the row covers every block.
             let (ya, yb) = unsafe {
@@ -275,17 +271,18 @@ pub unsafe fn dot_unpacked<const N: usize>(
                 (v128_load(p.cast()), v128_load(p.add(16).cast()))
             };
             let scale = f32x4_splat(u.d[k] * row.d[k]);
-            let (lo, hi) = acc[r][set];
-            acc[r][set] = (
+            let (lo, hi) = acc[r];
+            acc[r] = (
                 f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(quads(a, ya)))),
                 f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(quads(bb, yb)))),
             );
             if u.has_min {
-                mins[r][set] += u.m[k] * row.s[k];
+                mins[r] += u.m[k] * row.s[k];
             }
         }
-    }
-    finish(acc, mins)
+    };
+    let zero = f32x4_splat(0.0);
+    two_sets(u.d.len(), (zero, zero), step, finish)
 }
 
 /// The shared loop of the 32-value formats in the canonical order (see `super::scalar`):
@@ -298,12 +295,8 @@ fn blocks<const N: usize, F: Fn(&[u8]) -> Sub>(
     x: &[ActRow<'_>; N],
     unpack: F,
 ) -> [f32; N] {
-    let zero = f32x4_splat(0.0);
-    let mut acc = [[(zero, zero); 2]; N];
-    let mut mins = [[0.0f32; 2]; N];
-    for (k, block) in w.chunks_exact(bytes).enumerate() {
-        let sub = unpack(block);
-        let set = k % 2;
+    let step = |k: usize, (acc, mins): &mut Set<(v128, v128), N>| {
+        let sub = unpack(&w[bytes * k..bytes * (k + 1)]);
         for (r, row) in x.iter().enumerate() {
             // SAFETY: `dot_rows`' contract: the row covers every block.
             let (ya, yb) = unsafe {
@@ -311,30 +304,25 @@ fn blocks<const N: usize, F: Fn(&[u8]) -> Sub>(
                 (v128_load(p.cast()), v128_load(p.add(16).cast()))
             };
             let scale = f32x4_splat(sub.scale * row.d[k]);
-            let (lo, hi) = acc[r][set];
-            acc[r][set] = (
+            let (lo, hi) = acc[r];
+            acc[r] = (
                 f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(quads(sub.a, ya)))),
                 f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(quads(sub.b, yb)))),
             );
             if has_min {
-                mins[r][set] += sub.min * row.s[k];
+                mins[r] += sub.min * row.s[k];
             }
         }
-    }
-    finish(acc, mins)
+    };
+    let zero = f32x4_splat(0.0);
+    two_sets(w.len() / bytes, (zero, zero), step, finish)
 }
 
-/// The canonical total of each row's two lane sets (as f32x4 halves) and mins.
+/// The canonical sum of two lane sets held as f32x4 halves (lanes 0..4 and 4..8).
 #[inline(always)]
-fn finish<const N: usize>(acc: [[(v128, v128); 2]; N], mins: [[f32; 2]; N]) -> [f32; N] {
-    let mut out = [0.0; N];
-    for r in 0..N {
-        let [(lo0, hi0), (lo1, hi1)] = acc[r];
-        // Lanes 0..4 and 4..8 of the two sets added; then the canonical tree.
-        let t = f32x4_add(f32x4_add(lo0, lo1), f32x4_add(hi0, hi1));
-        let sum = (f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<2>(t))
-            + (f32x4_extract_lane::<1>(t) + f32x4_extract_lane::<3>(t));
-        out[r] = sum + (mins[r][0] + mins[r][1]);
-    }
-    out
+fn finish((lo0, hi0): (v128, v128), (lo1, hi1): (v128, v128)) -> f32 {
+    // The two sets added lane by lane, lanes j and j + 4 added; then the canonical tree.
+    let t = f32x4_add(f32x4_add(lo0, lo1), f32x4_add(hi0, hi1));
+    (f32x4_extract_lane::<0>(t) + f32x4_extract_lane::<2>(t))
+        + (f32x4_extract_lane::<1>(t) + f32x4_extract_lane::<3>(t))
 }

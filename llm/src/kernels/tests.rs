@@ -181,7 +181,7 @@ fn scalar_products_equal_float_arithmetic_on_the_formats() {
         for r in 0..2 {
             w.dequantize_row(r, &mut wf);
             for t in 0..5 {
-                let [ours] = scalar::dot_rows::<1>(ty, w.row(r), [act.row(t)]);
+                let [ours] = scalar::dot_rows::<1>(ty, w.row(r), &[act.row(t)]);
                 let (want, mag) = reference_dot(ty, &wf, &act, t);
                 let err = (f64::from(ours) - want).abs();
                 assert!(
@@ -221,7 +221,7 @@ fn every_instruction_set_gives_the_scalar_results_bit_for_bit() {
                     let got4 = isa.dot_rows::<4>(ty, row, four);
                     for t in 0..6 {
                         let [got] = isa.dot_rows::<1>(ty, row, [act.row(t)]);
-                        let [want] = scalar::dot_rows::<1>(ty, row, [act.row(t)]);
+                        let [want] = scalar::dot_rows::<1>(ty, row, &[act.row(t)]);
                         assert_eq!(
                             got.to_bits(),
                             want.to_bits(),
