@@ -34,6 +34,19 @@ pub fn run(args: &Args) -> Result<()> {
             .current_dir(&root),
     )?;
 
+    // The simd128 kernels exist only on wasm32, so they are linted there too (with llm's
+    // tests, which also run there; offload's use proptest, which does not build for wasm).
+    step("Lints on wasm32 (cargo clippy --target wasm32-wasip2 -D warnings)");
+    for targets in [["-p", "llm", "--all-targets"], ["-p", "offload", "--lib"]] {
+        run::run(
+            cargo()
+                .args(["clippy", "--locked", "--target", "wasm32-wasip2"])
+                .args(targets)
+                .args(["--", "-D", "warnings"])
+                .current_dir(&root),
+        )?;
+    }
+
     for target in ["wasm32-unknown-unknown", "wasm32-wasip2"] {
         step(&format!("WebAssembly build ({target})"));
         let mut cmd = cargo();
@@ -121,11 +134,14 @@ fn same_logits_everywhere() -> Result<()> {
     let root = run::workspace_root();
     let jco = node::jco()?;
     for target in [None, Some("wasm32-wasip2")] {
+        // Selected as the test steps before selected the packages (the whole workspace
+        // natively, `llm` for wasm), so the features resolve alike and nothing rebuilds.
         let mut cmd = cargo();
-        cmd.args(["build", "--locked", "-p", "llm", "--example", "digest"]);
-        if let Some(t) = target {
-            cmd.args(["--target", t]);
-        }
+        cmd.args(["build", "--locked", "--example", "digest"]);
+        match target {
+            None => cmd.arg("--workspace"),
+            Some(t) => cmd.args(["-p", "llm", "--target", t]),
+        };
         run::run(cmd.current_dir(&root))?;
     }
     let dir = run::target_dir()?;
