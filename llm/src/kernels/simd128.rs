@@ -2,23 +2,63 @@
 //! They give bit for bit the results of [`super::scalar`] (see its canonical summation
 //! order).
 //!
-//! simd128 has no unsigned×signed byte product, so every format is unpacked to signed bytes
-//! (offsets applied), widened to i16 and multiplied with `i32x4.dot_i16x8_s`: exact integer
-//! sums per block (per super-block for the K-quants), then scaled into the canonical lanes
-//! exactly as the scalar reference does.
+//! simd128 has no byte product that sums (that is relaxed SIMD), so every format is unpacked to
+//! signed bytes (offsets applied) and widened to i16 once per block, and each row's bytes are
+//! widened and multiplied with `i32x4.dot_i16x8_s`: exact integer sums per block (per
+//! super-block for the K-quants, whose sub-block scales are folded into the i16 weights), then
+//! scaled into the canonical lanes exactly as the scalar reference does.
 
 use super::ActRow;
 use super::formats::{WeightType, f16_at, scales_mins_k4};
 use super::scalar::{Lanes, Set, k_lanes, two_sets};
 use core::arch::wasm32::*;
 
-/// One block of 32 weights as signed bytes `a` (elements 0..16) and `b` (16..32), with the
-/// float scale and min that give their values (`scale·q + min`).
+/// One block of 32 weights widened to i16 (`a`: elements 0..16, `b`: 16..32), with the float
+/// scale and min that give their values (`scale·q + min`).
 struct Sub {
-    a: v128,
-    b: v128,
+    a: Wide,
+    b: Wide,
     scale: f32,
     min: f32,
+}
+
+/// 16 values as two i16x8 halves.
+#[derive(Clone, Copy)]
+struct Wide(v128, v128);
+
+/// 16 signed bytes widened to i16.
+#[inline(always)]
+fn wide(v: v128) -> Wide {
+    Wide(i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v))
+}
+
+impl Wide {
+    /// Both halves times an i16 (a K-quant sub-block scale; the products fit in i16).
+    #[inline(always)]
+    fn scaled(self, s: i16) -> Wide {
+        let s = i16x8_splat(s);
+        Wide(i16x8_mul(self.0, s), i16x8_mul(self.1, s))
+    }
+
+    /// The 16 products with the bytes `x`, summed in pairs: four i32 partial sums in some
+    /// grouping (the K-quants only need their total).
+    #[inline(always)]
+    fn pairs(self, x: v128) -> v128 {
+        let x = wide(x);
+        i32x4_add(i32x4_dot_i16x8(self.0, x.0), i32x4_dot_i16x8(self.1, x.1))
+    }
+
+    /// The 16 products with the bytes `x` summed in fours (lane `k`: values `4k..4k+3`,
+    /// AVX2's grouping, which the canonical order of the 32-value formats needs).
+    #[inline(always)]
+    fn quads(self, x: v128) -> v128 {
+        let x = wide(x);
+        let (lo, hi) = (i32x4_dot_i16x8(self.0, x.0), i32x4_dot_i16x8(self.1, x.1));
+        i32x4_add(
+            i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
+            i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
+        )
+    }
 }
 
 /// # Safety
@@ -118,11 +158,14 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
                 lo = v128_or(lo, bit(load16(b, 16)));
                 hi = v128_or(hi, bit(load16(b, 32)));
             }
-            let scale = i32x4_splat(i32::from(sc_j));
+            let (lo, hi) = (
+                wide(lo).scaled(i16::from(sc_j)),
+                wide(hi).scaled(i16::from(sc_j)),
+            );
             for (r, row) in x.iter().enumerate() {
                 let k = 16 * blk + 2 * j;
-                let dot = i32x4_add(dot16(lo, kact16(row, k)), dot16(hi, kact16(row, k + 1)));
-                sumi[r] = i32x4_add(sumi[r], i32x4_mul(dot, scale));
+                let dot = i32x4_add(lo.pairs(kact16(row, k)), hi.pairs(kact16(row, k + 1)));
+                sumi[r] = i32x4_add(sumi[r], dot);
             }
         }
         for (r, row) in x.iter().enumerate() {
@@ -170,17 +213,14 @@ fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
                 i8x16_splat(32),
             );
             let s = 8 * n + 2 * c;
-            let (sa, sb) = (
-                i32x4_splat(i32::from(b[192 + s] as i8)),
-                i32x4_splat(i32::from(b[192 + s + 1] as i8)),
+            let (a, bb) = (
+                wide(a).scaled(i16::from(b[192 + s] as i8)),
+                wide(bb).scaled(i16::from(b[192 + s + 1] as i8)),
             );
             for (r, row) in x.iter().enumerate() {
                 let k = 16 * blk + 2 * j;
-                let prod = i32x4_add(
-                    i32x4_mul(dot16(a, kact16(row, k)), sa),
-                    i32x4_mul(dot16(bb, kact16(row, k + 1)), sb),
-                );
-                sumi[r] = i32x4_add(sumi[r], prod);
+                let dot = i32x4_add(a.pairs(kact16(row, k)), bb.pairs(kact16(row, k + 1)));
+                sumi[r] = i32x4_add(sumi[r], dot);
             }
         }
         for (r, row) in x.iter().enumerate() {
@@ -197,8 +237,14 @@ fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
 }
 
 impl Sub {
+    #[inline(always)]
     fn plain(a: v128, b: v128, scale: f32, min: f32) -> Sub {
-        Sub { a, b, scale, min }
+        Sub {
+            a: wide(a),
+            b: wide(b),
+            scale,
+            min,
+        }
     }
 }
 
@@ -228,28 +274,6 @@ fn five_bits(b: &[u8], at: usize) -> (v128, v128) {
     (v128_or(lo, bits(qh & 0xFFFF)), v128_or(hi, bits(qh >> 16)))
 }
 
-/// Four i32 partial sums of the products of 16 values (any grouping: callers add them up).
-#[inline(always)]
-fn dot16(a: v128, b: v128) -> v128 {
-    quads(a, b)
-}
-
-/// The products of 16 values summed in fours (lane `k`: values `4k..4k+3`, AVX2's grouping).
-/// Products fit in i16 for every format here (|w| ≤ 128, |x| ≤ 127).
-///
-/// (Adding the i16 pairs before widening would save an instruction, but LLVM then rewrites
-/// the sequence into `i16x8.relaxed_dot_i8x16_i7x16_s`, a relaxed-SIMD instruction, even
-/// without the `relaxed-simd` feature, and engines without it refuse the module.)
-#[inline(always)]
-fn quads(a: v128, b: v128) -> v128 {
-    let lo = i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(a, b));
-    let hi = i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(a, b));
-    i32x4_add(
-        i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
-        i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
-    )
-}
-
 /// An unpacked row against `N` rows (the loop of `blocks` on values from the buffer).
 ///
 /// # Safety
@@ -262,7 +286,7 @@ pub unsafe fn dot_unpacked<const N: usize>(
         // SAFETY: block k lies inside the buffer.
         let (a, bb) = unsafe {
             let p = u.q.as_ptr().add(32 * k);
-            (v128_load(p.cast()), v128_load(p.add(16).cast()))
+            (wide(v128_load(p.cast())), wide(v128_load(p.add(16).cast())))
         };
         for (r, row) in x.iter().enumerate() {
             // SAFETY: the caller's contract: the row covers every block.
@@ -273,8 +297,8 @@ pub unsafe fn dot_unpacked<const N: usize>(
             let scale = f32x4_splat(u.d[k] * row.d[k]);
             let (lo, hi) = acc[r];
             acc[r] = (
-                f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(quads(a, ya)))),
-                f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(quads(bb, yb)))),
+                f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(a.quads(ya)))),
+                f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(bb.quads(yb)))),
             );
             if u.has_min {
                 mins[r] += u.m[k] * row.s[k];
@@ -306,8 +330,8 @@ fn blocks<const N: usize, F: Fn(&[u8]) -> Sub>(
             let scale = f32x4_splat(sub.scale * row.d[k]);
             let (lo, hi) = acc[r];
             acc[r] = (
-                f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(quads(sub.a, ya)))),
-                f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(quads(sub.b, yb)))),
+                f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(sub.a.quads(ya)))),
+                f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(sub.b.quads(yb)))),
             );
             if has_min {
                 mins[r] += sub.min * row.s[k];
