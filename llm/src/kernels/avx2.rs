@@ -199,30 +199,33 @@ impl Block32 for Q80 {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q32<F: Block32, const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let ones = _mm256_set1_epi16(1);
-    let step = |b: usize, (acc, mins): &mut ([__m256; N], [f32; N])| {
-        // SAFETY: block b lies inside `w`, and the rows cover it (`dot_rows`).
-        unsafe {
-            let p = w.as_ptr().add(b * F::BYTES);
-            if N == 1 && b & 1 == 0 {
-                prefetch(p.wrapping_add(PREFETCH), 2 * F::BYTES);
-            }
-            let q = F::values(p);
-            let d = _mm256_set1_ps(half(p));
-            let m = if F::SIGNED { 0.0 } else { half(p.add(2)) };
-            for (r, row) in x.iter().enumerate() {
-                let y = load(row.qs.as_ptr().add(32 * b).cast());
-                let isum = _mm256_cvtepi32_ps(block_product::<F>(q, y, ones));
-                let scale = _mm256_mul_ps(d, _mm256_broadcast_ss(row.d.get_unchecked(b)));
-                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(scale, isum));
-                if !F::SIGNED {
-                    mins[r] += m * *row.s.get_unchecked(b);
+    two_sets!(
+        N,
+        w.len() / F::BYTES,
+        _mm256_setzero_ps(),
+        |b, (acc, mins)| {
+            // SAFETY: block b lies inside `w`, and the rows cover it (`dot_rows`).
+            unsafe {
+                let p = w.as_ptr().add(b * F::BYTES);
+                if N == 1 && b & 1 == 0 {
+                    prefetch(p.wrapping_add(PREFETCH), 2 * F::BYTES);
+                }
+                let q = F::values(p);
+                let d = _mm256_set1_ps(half(p));
+                let m = if F::SIGNED { 0.0 } else { half(p.add(2)) };
+                for (r, row) in x.iter().enumerate() {
+                    let y = load(row.qs.as_ptr().add(32 * b).cast());
+                    let isum = _mm256_cvtepi32_ps(block_product::<F>(q, y, ones));
+                    let scale = _mm256_mul_ps(d, _mm256_broadcast_ss(row.d.get_unchecked(b)));
+                    acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(scale, isum));
+                    if !F::SIGNED {
+                        mins[r] += m * *row.s.get_unchecked(b);
+                    }
                 }
             }
-        }
-    };
-    two_sets(w.len() / F::BYTES, _mm256_setzero_ps(), step, |a, b| {
-        total(_mm256_add_ps(a, b))
-    })
+        },
+        |a: __m256, b: __m256| { total(_mm256_add_ps(a, b)) }
+    )
 }
 
 /// An unpacked row against `N` rows: the loop of [`q32`] reading values, scales and mins from
@@ -252,32 +255,35 @@ unsafe fn unpacked<const N: usize, const SIGNED: bool>(
     x: &[ActRow<'_>; N],
 ) -> [f32; N] {
     let ones = _mm256_set1_epi16(1);
-    let step = |b: usize, (acc, mins): &mut ([__m256; N], [f32; N])| {
-        // SAFETY: block b lies inside the buffer, and the rows cover it (the caller).
-        unsafe {
-            let q = load(u.q.as_ptr().add(32 * b).cast());
-            let d = _mm256_broadcast_ss(u.d.get_unchecked(b));
-            let m = *u.m.get_unchecked(b);
-            let ax = if SIGNED { _mm256_sign_epi8(q, q) } else { q };
-            for (r, row) in x.iter().enumerate() {
-                let y = load(row.qs.as_ptr().add(32 * b).cast());
-                let pairs = if SIGNED {
-                    _mm256_maddubs_epi16(ax, _mm256_sign_epi8(y, q))
-                } else {
-                    _mm256_maddubs_epi16(q, y)
-                };
-                let isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                let scale = _mm256_mul_ps(d, _mm256_broadcast_ss(row.d.get_unchecked(b)));
-                acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(scale, isum));
-                if !SIGNED {
-                    mins[r] += m * *row.s.get_unchecked(b);
+    two_sets!(
+        N,
+        u.d.len(),
+        _mm256_setzero_ps(),
+        |b, (acc, mins)| {
+            // SAFETY: block b lies inside the buffer, and the rows cover it (the caller).
+            unsafe {
+                let q = load(u.q.as_ptr().add(32 * b).cast());
+                let d = _mm256_broadcast_ss(u.d.get_unchecked(b));
+                let m = *u.m.get_unchecked(b);
+                let ax = if SIGNED { _mm256_sign_epi8(q, q) } else { q };
+                for (r, row) in x.iter().enumerate() {
+                    let y = load(row.qs.as_ptr().add(32 * b).cast());
+                    let pairs = if SIGNED {
+                        _mm256_maddubs_epi16(ax, _mm256_sign_epi8(y, q))
+                    } else {
+                        _mm256_maddubs_epi16(q, y)
+                    };
+                    let isum = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                    let scale = _mm256_mul_ps(d, _mm256_broadcast_ss(row.d.get_unchecked(b)));
+                    acc[r] = _mm256_add_ps(acc[r], _mm256_mul_ps(scale, isum));
+                    if !SIGNED {
+                        mins[r] += m * *row.s.get_unchecked(b);
+                    }
                 }
             }
-        }
-    };
-    two_sets(u.d.len(), _mm256_setzero_ps(), step, |a, b| {
-        total(_mm256_add_ps(a, b))
-    })
+        },
+        |a: __m256, b: __m256| { total(_mm256_add_ps(a, b)) }
+    )
 }
 
 /// One block's 32 products as eight exact i32 partial sums (lane `k`: values `4k..4k+3`).

@@ -188,7 +188,14 @@ pub struct Q8Rows {
     pub qs: Vec<i8>,
     pub d: Vec<f32>,
     pub s: Vec<f32>,
+    /// `qs` widened to i16, where the kernels read them so ([`WIDE`]).
+    pub wide: Vec<i16>,
 }
+
+/// Whether the activations also keep their 8-bit values widened to i16: simd128 has no byte
+/// product that sums, so its kernels multiply i16 with `i32x4.dot_i16x8`, and widening each
+/// activation once per product beats widening it once per weight row.
+const WIDE: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
 
 /// [`formats::ActivationKind::Q8K`]: per block of 256, `qs` with scale `d`, and the integer
 /// sum of every 16 values.
@@ -197,6 +204,8 @@ pub struct Q8KRows {
     pub qs: Vec<i8>,
     pub d: Vec<f32>,
     pub sums: Vec<i16>,
+    /// `qs` widened to i16, where the kernels read them so ([`WIDE`]).
+    pub wide: Vec<i16>,
 }
 
 /// One activation row as the kernels see it (the quantised views are empty when not made).
@@ -209,6 +218,9 @@ pub struct ActRow<'a> {
     pub kqs: &'a [i8],
     pub kd: &'a [f32],
     pub ksums: &'a [i16],
+    /// `qs` and `kqs` widened to i16 (empty unless [`WIDE`]).
+    pub qs16: &'a [i16],
+    pub kqs16: &'a [i16],
 }
 
 impl Activations {
@@ -277,6 +289,7 @@ impl Activations {
                 q.d.resize(blocks, 0.0);
                 q.s.resize(blocks, 0.0);
                 formats::quantise_q8(&self.values, &mut q.qs, &mut q.d, &mut q.s);
+                widen(WIDE, &q.qs, &mut q.wide);
             }
             formats::ActivationKind::Q8K => {
                 let blocks = n / formats::QK_K;
@@ -285,6 +298,7 @@ impl Activations {
                 q.d.resize(blocks, 0.0);
                 q.sums.resize(blocks * 16, 0);
                 formats::quantise_q8k(&self.values, &mut q.qs, &mut q.d, &mut q.sums);
+                widen(WIDE, &q.qs, &mut q.wide);
             }
         }
     }
@@ -292,27 +306,29 @@ impl Activations {
     fn row(&self, t: usize) -> ActRow<'_> {
         let c = self.cols;
         let values = &self.values[t * c..(t + 1) * c];
-        let (qs, d, s) = match &self.q8 {
+        let (qs, d, s, qs16) = match &self.q8 {
             Some(q) if self.has(formats::ActivationKind::Q8) => {
                 let b = c / formats::Q8_BLOCK;
                 (
                     &q.qs[t * c..(t + 1) * c],
                     &q.d[t * b..(t + 1) * b],
                     &q.s[t * b..(t + 1) * b],
+                    row_of(&q.wide, t, c),
                 )
             }
-            _ => (&[][..], &[][..], &[][..]),
+            _ => (&[][..], &[][..], &[][..], &[][..]),
         };
-        let (kqs, kd, ksums) = match &self.q8k {
+        let (kqs, kd, ksums, kqs16) = match &self.q8k {
             Some(q) if self.has(formats::ActivationKind::Q8K) => {
                 let b = c / formats::QK_K;
                 (
                     &q.qs[t * c..(t + 1) * c],
                     &q.d[t * b..(t + 1) * b],
                     &q.sums[t * b * 16..(t + 1) * b * 16],
+                    row_of(&q.wide, t, c),
                 )
             }
-            _ => (&[][..], &[][..], &[][..]),
+            _ => (&[][..], &[][..], &[][..], &[][..]),
         };
         ActRow {
             values,
@@ -322,6 +338,27 @@ impl Activations {
             kqs,
             kd,
             ksums,
+            qs16,
+            kqs16,
+        }
+    }
+}
+
+/// Row `t` of `cols` values of a buffer that may be empty (the widened values).
+fn row_of(v: &[i16], t: usize, cols: usize) -> &[i16] {
+    v.get(t * cols..(t + 1) * cols).unwrap_or(&[])
+}
+
+/// The order in which [`WIDE`] activations keep each 16 values (the simd128 kernels' weight
+/// layout, see `simd128::Wide`).
+pub const WIDE_ORDER: [usize; 16] = [0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15];
+
+/// `out` = `qs` widened to i16, each 16 values in [`WIDE_ORDER`], when `on`; else empty.
+fn widen(on: bool, qs: &[i8], out: &mut Vec<i16>) {
+    out.clear();
+    if on {
+        for chunk in qs.chunks_exact(16) {
+            out.extend(WIDE_ORDER.iter().map(|&i| i16::from(chunk[i])));
         }
     }
 }
@@ -333,12 +370,16 @@ impl ActRow<'_> {
         match ty.activation() {
             formats::ActivationKind::Float => self.values.len() >= cols,
             formats::ActivationKind::Q8 => {
-                self.qs.len() >= cols && self.d.len() >= cols / 32 && self.s.len() >= cols / 32
+                self.qs.len() >= cols
+                    && self.d.len() >= cols / 32
+                    && self.s.len() >= cols / 32
+                    && (!WIDE || self.qs16.len() >= cols)
             }
             formats::ActivationKind::Q8K => {
                 self.kqs.len() >= cols
                     && self.kd.len() >= cols / formats::QK_K
                     && self.ksums.len() >= cols / 16
+                    && (!WIDE || self.kqs16.len() >= cols)
             }
         }
     }

@@ -85,54 +85,70 @@ fn blocks32<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>; N]) -> [f
 /// however a kernel holds them) and its min term.
 pub type Set<A, const N: usize> = ([A; N], [f32; N]);
 
-/// The canonical order's two lane sets over blocks `0..nb`: `step(b, set)` adds block `b`
-/// into the even set or the odd one, then each row is `finish(even, odd)` (the canonical sum
-/// of the two sets' lanes added lane by lane) plus the two mins added.
+/// The canonical order's two lane sets over blocks `0..nb` of `N` rows:
+/// `two_sets!(N, nb, zero, |b, set| body, finish)` runs `body` for each block `b` with `set`
+/// the even set or the odd one (a `&mut Set`), then gives each row `finish(even, odd)` (the
+/// canonical sum of the two sets' lanes added lane by lane) plus the two mins added.
 ///
-/// Each call of `step` gets its set as a distinct variable rather than `sets[b % 2]`: a set
-/// picked at run time lives in memory, and then every block waits on a store and a reload.
-#[inline(always)]
-pub fn two_sets<A: Copy, const N: usize>(
-    nb: usize,
-    zero: A,
-    mut step: impl FnMut(usize, &mut Set<A, N>),
-    finish: impl Fn(A, A) -> f32,
-) -> [f32; N] {
-    let (mut even, mut odd) = (([zero; N], [0.0; N]), ([zero; N], [0.0; N]));
-    let mut b = 0;
-    while b + 1 < nb {
-        step(b, &mut even);
-        step(b + 1, &mut odd);
-        b += 2;
-    }
-    if b < nb {
-        step(b, &mut even);
-    }
-    std::array::from_fn(|r| finish(even.0[r], odd.0[r]) + (even.1[r] + odd.1[r]))
+/// Each block gets its set as a distinct variable rather than `sets[b % 2]`: a set picked at
+/// run time lives in memory, and then every block waits on a store and a reload. It is a
+/// macro so that the body is inlined at each of its uses (a closure called from three places
+/// is not always inlined, and then each block is a call with the sets in memory again).
+macro_rules! two_sets {
+    ($n:expr, $nb:expr, $zero:expr, |$b:ident, $set:pat_param| $body:expr, $finish:expr) => {{
+        let nb: usize = $nb;
+        let zero = $zero;
+        let mut even: $crate::kernels::scalar::Set<_, { $n }> = ([zero; $n], [0.0; $n]);
+        let mut odd: $crate::kernels::scalar::Set<_, { $n }> = ([zero; $n], [0.0; $n]);
+        let mut next = 0;
+        while next + 1 < nb {
+            {
+                let ($b, $set) = (next, &mut even);
+                $body;
+            }
+            {
+                let ($b, $set) = (next + 1, &mut odd);
+                $body;
+            }
+            next += 2;
+        }
+        if next < nb {
+            let ($b, $set) = (next, &mut even);
+            $body;
+        }
+        let finish = $finish;
+        let out: [f32; $n] =
+            ::std::array::from_fn(|r| finish(even.0[r], odd.0[r]) + (even.1[r] + odd.1[r]));
+        out
+    }};
 }
+pub(crate) use two_sets;
 
 /// An unpacked row of a 32-value format against `N` rows, in the canonical order.
 pub fn dot_unpacked<const N: usize>(u: &Unpacked, x: &[ActRow<'_>; N]) -> [f32; N] {
-    let step = |b: usize, (lanes, mins): &mut Set<Lanes, N>| {
-        let q = &u.q[32 * b..32 * b + 32];
-        for r in 0..N {
-            let row = &x[r];
-            let qx = &row.qs[32 * b..32 * b + 32];
-            let scale = u.d[b] * row.d[b];
-            for k in 0..8 {
-                let p: i32 = (4 * k..4 * k + 4)
-                    .map(|e| i32::from(q[e]) * i32::from(qx[e]))
-                    .sum();
-                lanes[r].add(k, scale * p as f32);
+    two_sets!(
+        N,
+        u.d.len(),
+        Lanes::default(),
+        |b, (lanes, mins)| {
+            let q = &u.q[32 * b..32 * b + 32];
+            for r in 0..N {
+                let row = &x[r];
+                let qx = &row.qs[32 * b..32 * b + 32];
+                let scale = u.d[b] * row.d[b];
+                for k in 0..8 {
+                    let p: i32 = (4 * k..4 * k + 4)
+                        .map(|e| i32::from(q[e]) * i32::from(qx[e]))
+                        .sum();
+                    lanes[r].add(k, scale * p as f32);
+                }
+                if u.has_min {
+                    mins[r] += u.m[b] * row.s[b];
+                }
             }
-            if u.has_min {
-                mins[r] += u.m[b] * row.s[b];
-            }
-        }
-    };
-    two_sets(u.d.len(), Lanes::default(), step, |a, b| {
-        Lanes(std::array::from_fn(|k| a.0[k] + b.0[k])).total()
-    })
+        },
+        |a: Lanes, b: Lanes| { Lanes(std::array::from_fn(|k| a.0[k] + b.0[k])).total() }
+    )
 }
 
 /// A weight row of a 32-value format unpacked once to be multiplied with many tokens (a

@@ -22,13 +22,17 @@ struct Sub {
     min: f32,
 }
 
-/// 16 values as two i16x8 halves.
+/// 16 values widened to i16 in the order [`super::WIDE_ORDER`]: the first half holds values
+/// 0, 1, 4, 5, 8, 9, 12, 13 and the second 2, 3, 6, 7, 10, 11, 14, 15, so that lane `k` of
+/// the two halves' pair products added holds values `4k..4k+3`: AVX2's grouping, which the
+/// canonical order of the 32-value formats needs, with no shuffle of the sums.
 #[derive(Clone, Copy)]
 struct Wide(v128, v128);
 
-/// 16 signed bytes widened to i16.
+/// 16 signed bytes widened to i16 in the order of [`Wide`].
 #[inline(always)]
 fn wide(v: v128) -> Wide {
+    let v = i8x16_shuffle::<0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15>(v, v);
     Wide(i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v))
 }
 
@@ -40,24 +44,10 @@ impl Wide {
         Wide(i16x8_mul(self.0, s), i16x8_mul(self.1, s))
     }
 
-    /// The 16 products with the bytes `x`, summed in pairs: four i32 partial sums in some
-    /// grouping (the K-quants only need their total).
+    /// The 16 products with `x` summed in fours: lane `k` holds values `4k..4k+3`.
     #[inline(always)]
-    fn pairs(self, x: v128) -> v128 {
-        let x = wide(x);
+    fn quads(self, x: Wide) -> v128 {
         i32x4_add(i32x4_dot_i16x8(self.0, x.0), i32x4_dot_i16x8(self.1, x.1))
-    }
-
-    /// The 16 products with the bytes `x` summed in fours (lane `k`: values `4k..4k+3`,
-    /// AVX2's grouping, which the canonical order of the 32-value formats needs).
-    #[inline(always)]
-    fn quads(self, x: v128) -> v128 {
-        let x = wide(x);
-        let (lo, hi) = (i32x4_dot_i16x8(self.0, x.0), i32x4_dot_i16x8(self.1, x.1));
-        i32x4_add(
-            i32x4_shuffle::<0, 2, 4, 6>(lo, hi),
-            i32x4_shuffle::<1, 3, 5, 7>(lo, hi),
-        )
     }
 }
 
@@ -111,12 +101,35 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>
     }
 }
 
-/// The row's Q8_K values `16·h..16·h + 16` (the row covers the weight row, see `dot_rows`).
+/// The row's Q8_K values `16·h..16·h + 16`, widened (the row covers the weight row, see
+/// `dot_rows`).
 #[inline(always)]
-fn kact16(row: &ActRow<'_>, h: usize) -> v128 {
-    debug_assert!(16 * h + 16 <= row.kqs.len());
+fn kact16(row: &ActRow<'_>, h: usize) -> Wide {
+    debug_assert!(16 * h + 16 <= row.kqs16.len());
     // SAFETY: `dot_rows`' contract: the row holds every super-block of the weight row.
-    unsafe { v128_load(row.kqs.as_ptr().add(16 * h).cast()) }
+    unsafe { load_wide(row.kqs16.as_ptr().add(16 * h)) }
+}
+
+/// The row's Q8 values of block `k`, widened, as halves 0..16 and 16..32 (the row covers
+/// the weight row, see `dot_rows`).
+#[inline(always)]
+fn act32(row: &ActRow<'_>, k: usize) -> (Wide, Wide) {
+    debug_assert!(32 * k + 32 <= row.qs16.len());
+    // SAFETY: `dot_rows`' contract: the row holds every block of the weight row.
+    unsafe {
+        let p = row.qs16.as_ptr().add(32 * k);
+        (load_wide(p), load_wide(p.add(16)))
+    }
+}
+
+/// 16 i16 values at `p`.
+///
+/// # Safety
+/// `p` points to 16 readable values.
+#[inline(always)]
+unsafe fn load_wide(p: *const i16) -> Wide {
+    // SAFETY: the caller's contract.
+    unsafe { Wide(v128_load(p.cast()), v128_load(p.add(8).cast())) }
 }
 
 #[inline(always)]
@@ -164,7 +177,7 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
             );
             for (r, row) in x.iter().enumerate() {
                 let k = 16 * blk + 2 * j;
-                let dot = i32x4_add(lo.pairs(kact16(row, k)), hi.pairs(kact16(row, k + 1)));
+                let dot = i32x4_add(lo.quads(kact16(row, k)), hi.quads(kact16(row, k + 1)));
                 sumi[r] = i32x4_add(sumi[r], dot);
             }
         }
@@ -219,7 +232,7 @@ fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
             );
             for (r, row) in x.iter().enumerate() {
                 let k = 16 * blk + 2 * j;
-                let dot = i32x4_add(a.pairs(kact16(row, k)), bb.pairs(kact16(row, k + 1)));
+                let dot = i32x4_add(a.quads(kact16(row, k)), bb.quads(kact16(row, k + 1)));
                 sumi[r] = i32x4_add(sumi[r], dot);
             }
         }
@@ -282,31 +295,27 @@ pub unsafe fn dot_unpacked<const N: usize>(
     u: &super::scalar::Unpacked,
     x: &[ActRow<'_>; N],
 ) -> [f32; N] {
-    let step = |k: usize, (acc, mins): &mut Set<(v128, v128), N>| {
-        // SAFETY: block k lies inside the buffer.
-        let (a, bb) = unsafe {
-            let p = u.q.as_ptr().add(32 * k);
-            (wide(v128_load(p.cast())), wide(v128_load(p.add(16).cast())))
-        };
-        for (r, row) in x.iter().enumerate() {
-            // SAFETY: the caller's contract: the row covers every block.
-            let (ya, yb) = unsafe {
-                let p = row.qs.as_ptr().add(32 * k);
-                (v128_load(p.cast()), v128_load(p.add(16).cast()))
-            };
-            let scale = f32x4_splat(u.d[k] * row.d[k]);
-            let (lo, hi) = acc[r];
-            acc[r] = (
-                f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(a.quads(ya)))),
-                f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(bb.quads(yb)))),
-            );
-            if u.has_min {
-                mins[r] += u.m[k] * row.s[k];
-            }
-        }
-    };
     let zero = f32x4_splat(0.0);
-    two_sets(u.d.len(), (zero, zero), step, finish)
+    two_sets!(
+        N,
+        u.d.len(),
+        (zero, zero),
+        |k, set| {
+            // SAFETY: block k lies inside the buffer.
+            let (a, b) = unsafe {
+                let p = u.q.as_ptr().add(32 * k);
+                (wide(v128_load(p.cast())), wide(v128_load(p.add(16).cast())))
+            };
+            let sub = Sub {
+                a,
+                b,
+                scale: u.d[k],
+                min: u.m[k],
+            };
+            add_block(&sub, k, x, u.has_min, set);
+        },
+        finish
+    )
 }
 
 /// The shared loop of the 32-value formats in the canonical order (see `super::scalar`):
@@ -319,27 +328,37 @@ fn blocks<const N: usize, F: Fn(&[u8]) -> Sub>(
     x: &[ActRow<'_>; N],
     unpack: F,
 ) -> [f32; N] {
-    let step = |k: usize, (acc, mins): &mut Set<(v128, v128), N>| {
-        let sub = unpack(&w[bytes * k..bytes * (k + 1)]);
-        for (r, row) in x.iter().enumerate() {
-            // SAFETY: `dot_rows`' contract: the row covers every block.
-            let (ya, yb) = unsafe {
-                let p = row.qs.as_ptr().add(32 * k);
-                (v128_load(p.cast()), v128_load(p.add(16).cast()))
-            };
-            let scale = f32x4_splat(sub.scale * row.d[k]);
-            let (lo, hi) = acc[r];
-            acc[r] = (
-                f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(sub.a.quads(ya)))),
-                f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(sub.b.quads(yb)))),
-            );
-            if has_min {
-                mins[r] += sub.min * row.s[k];
-            }
-        }
-    };
     let zero = f32x4_splat(0.0);
-    two_sets(w.len() / bytes, (zero, zero), step, finish)
+    two_sets!(
+        N,
+        w.len() / bytes,
+        (zero, zero),
+        |k, set| { add_block(&unpack(&w[bytes * k..bytes * (k + 1)]), k, x, has_min, set) },
+        finish
+    )
+}
+
+/// Block `k` (`sub`) against every row, into one lane set.
+#[inline(always)]
+fn add_block<const N: usize>(
+    sub: &Sub,
+    k: usize,
+    x: &[ActRow<'_>; N],
+    has_min: bool,
+    (acc, mins): &mut Set<(v128, v128), N>,
+) {
+    for (r, row) in x.iter().enumerate() {
+        let (ya, yb) = act32(row, k);
+        let scale = f32x4_splat(sub.scale * row.d[k]);
+        let (lo, hi) = acc[r];
+        acc[r] = (
+            f32x4_add(lo, f32x4_mul(scale, f32x4_convert_i32x4(sub.a.quads(ya)))),
+            f32x4_add(hi, f32x4_mul(scale, f32x4_convert_i32x4(sub.b.quads(yb)))),
+        );
+        if has_min {
+            mins[r] += sub.min * row.s[k];
+        }
+    }
 }
 
 /// The canonical sum of two lane sets held as f32x4 halves (lanes 0..4 and 4..8).
