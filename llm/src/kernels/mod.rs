@@ -351,7 +351,7 @@ fn row_of(v: &[i16], t: usize, cols: usize) -> &[i16] {
 
 /// The order in which [`WIDE`] activations keep each 16 values (the simd128 kernels' weight
 /// layout, see `simd128::Wide`).
-pub const WIDE_ORDER: [usize; 16] = [0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15];
+pub const WIDE_ORDER: [usize; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15];
 
 /// `out` = `qs` widened to i16, each 16 values in [`WIDE_ORDER`], when `on`; else empty.
 fn widen(on: bool, qs: &[i8], out: &mut Vec<i16>) {

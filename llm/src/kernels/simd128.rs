@@ -9,7 +9,7 @@
 //! scaled into the canonical lanes exactly as the scalar reference does.
 
 use super::ActRow;
-use super::formats::{WeightType, f16_at, scales_mins_k4};
+use super::formats::{WeightType, scales_mins_k4};
 use super::scalar::{Lanes, Set, k_lanes, two_sets};
 use core::arch::wasm32::*;
 
@@ -22,18 +22,27 @@ struct Sub {
     min: f32,
 }
 
-/// 16 values widened to i16 in the order [`super::WIDE_ORDER`]: the first half holds values
-/// 0, 1, 4, 5, 8, 9, 12, 13 and the second 2, 3, 6, 7, 10, 11, 14, 15, so that lane `k` of
-/// the two halves' pair products added holds values `4k..4k+3`: AVX2's grouping, which the
-/// canonical order of the 32-value formats needs, with no shuffle of the sums.
+/// 16 values widened to i16 in the order [`super::WIDE_ORDER`]: the even values 0, 2, …, 14
+/// in the first half, the odd ones in the second, so that lane `k` of the two halves' pair
+/// products added holds values `4k..4k+3`: AVX2's grouping, which the canonical order of the
+/// 32-value formats needs, with no shuffle of the sums. The even and odd bytes of a vector
+/// are the low and high bytes of its i16 lanes, so widening costs three shifts.
 #[derive(Clone, Copy)]
 struct Wide(v128, v128);
 
 /// 16 signed bytes widened to i16 in the order of [`Wide`].
 #[inline(always)]
 fn wide(v: v128) -> Wide {
-    let v = i8x16_shuffle::<0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15>(v, v);
-    Wide(i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v))
+    Wide(i16x8_shr(i16x8_shl(v, 8), 8), i16x8_shr(v, 8))
+}
+
+/// The 32 nibbles of the 16 bytes `v` as values 0..16 (low nibbles) and 16..32 (high
+/// nibbles, the Q4 layout), widened in the order of [`Wide`], less `offset`.
+#[inline(always)]
+fn wide_nibbles(v: v128, offset: i16) -> (Wide, Wide) {
+    let (m, o) = (u16x8_splat(0xF), i16x8_splat(offset));
+    let at = |shift: u32| i16x8_sub(v128_and(u16x8_shr(v, shift), m), o);
+    (Wide(at(0), at(8)), Wide(at(4), at(12)))
 }
 
 impl Wide {
@@ -59,45 +68,93 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>
     debug_assert!(x.iter().all(|r| r.covers(ty, cols)));
     match ty {
         WeightType::F32 | WeightType::F16 | WeightType::BF16 => super::scalar::dot_rows(ty, w, x),
-        WeightType::Q4_0 => blocks::<N, _>(w, (18, false), x, |b| {
-            let (a, bb) = nibbles(b, 2);
-            Sub::plain(
-                i8x16_sub(a, i8x16_splat(8)),
-                i8x16_sub(bb, i8x16_splat(8)),
-                f16_at(b, 0),
-                0.0,
-            )
-        }),
-        WeightType::Q4_1 => blocks::<N, _>(w, (20, true), x, |b| {
-            let (a, bb) = nibbles(b, 4);
-            Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
-        }),
-        WeightType::Q5_0 => blocks::<N, _>(w, (22, false), x, |b| {
-            let (a, bb) = five_bits(b, 2);
-            Sub::plain(
-                i8x16_sub(a, i8x16_splat(16)),
-                i8x16_sub(bb, i8x16_splat(16)),
-                f16_at(b, 0),
-                0.0,
-            )
-        }),
-        WeightType::Q5_1 => blocks::<N, _>(w, (24, true), x, |b| {
-            let (a, bb) = five_bits(b, 4);
-            Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
-        }),
-        WeightType::Q8_0 => blocks::<N, _>(w, (34, false), x, |b| {
-            // SAFETY: a Q8_0 block is 34 bytes, so 2..34 is readable.
-            let (a, bb) = unsafe {
-                (
-                    v128_load(b.as_ptr().add(2).cast()),
-                    v128_load(b.as_ptr().add(18).cast()),
-                )
-            };
-            Sub::plain(a, bb, f16_at(b, 0), 0.0)
-        }),
+        WeightType::Q4_0 => blocks::<N, Q40>(w, x),
+        WeightType::Q4_1 => blocks::<N, Q41>(w, x),
+        WeightType::Q5_0 => blocks::<N, Q50>(w, x),
+        WeightType::Q5_1 => blocks::<N, Q51>(w, x),
+        WeightType::Q8_0 => blocks::<N, Q80>(w, x),
         WeightType::Q4K => k45::<N, false>(w, x),
         WeightType::Q5K => k45::<N, true>(w, x),
         WeightType::Q6K => k6::<N>(w, x),
+    }
+}
+
+/// A 32-value block format: its size, whether its blocks carry a min, and how a block
+/// unpacks. (A trait rather than a closure, so that the unpacking is inlined into the loop.)
+trait Block32 {
+    const BYTES: usize;
+    const HAS_MIN: bool;
+    fn unpack(b: &[u8]) -> Sub;
+}
+
+struct Q40;
+struct Q41;
+struct Q50;
+struct Q51;
+struct Q80;
+
+impl Block32 for Q40 {
+    const BYTES: usize = 18;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    fn unpack(b: &[u8]) -> Sub {
+        let (a, b2) = wide_nibbles(load16(b, 2), 8);
+        Sub {
+            a,
+            b: b2,
+            scale: half_at(b, 0),
+            min: 0.0,
+        }
+    }
+}
+
+impl Block32 for Q41 {
+    const BYTES: usize = 20;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    fn unpack(b: &[u8]) -> Sub {
+        let (a, b2) = wide_nibbles(load16(b, 4), 0);
+        Sub {
+            a,
+            b: b2,
+            scale: half_at(b, 0),
+            min: half_at(b, 2),
+        }
+    }
+}
+
+impl Block32 for Q50 {
+    const BYTES: usize = 22;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    fn unpack(b: &[u8]) -> Sub {
+        let (a, bb) = five_bits(b, 2);
+        let sixteen = i8x16_splat(16);
+        Sub::plain(
+            i8x16_sub(a, sixteen),
+            i8x16_sub(bb, sixteen),
+            half_at(b, 0),
+            0.0,
+        )
+    }
+}
+
+impl Block32 for Q51 {
+    const BYTES: usize = 24;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    fn unpack(b: &[u8]) -> Sub {
+        let (a, bb) = five_bits(b, 4);
+        Sub::plain(a, bb, half_at(b, 0), half_at(b, 2))
+    }
+}
+
+impl Block32 for Q80 {
+    const BYTES: usize = 34;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    fn unpack(b: &[u8]) -> Sub {
+        Sub::plain(load16(b, 2), load16(b, 18), half_at(b, 0), 0.0)
     }
 }
 
@@ -152,7 +209,7 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
     let mut lanes = [Lanes::default(); N];
     for (blk, b) in w.chunks_exact(bytes).enumerate() {
         let (sc, m) = scales_mins_k4(&b[4..16]);
-        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (d, dmin) = (half_at(b, 0), half_at(b, 2));
         let qs = if Q5 { 48 } else { 16 };
         let mut sumi = [i32x4_splat(0); N];
         for (j, &sc_j) in sc.iter().enumerate() {
@@ -202,7 +259,7 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
 fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let mut lanes = [Lanes::default(); N];
     for (blk, b) in w.chunks_exact(210).enumerate() {
-        let d = f16_at(b, 208);
+        let d = half_at(b, 208);
         let mut sumi = [i32x4_splat(0); N];
         for j in 0..8 {
             // Sub-block j: half n = j / 4 of 128 values, chunk c = j % 4 of 32 within it.
@@ -259,6 +316,25 @@ impl Sub {
             min,
         }
     }
+}
+
+/// The IEEE half at `b[at..at + 2]` as f32, exactly as `formats::f16_at` gives it but without
+/// its branches (simd128 has no conversion instruction): the exponent and mantissa bits moved
+/// into place and scaled by 2^112, which is exact for normal and subnormal halves alike.
+#[inline(always)]
+fn half_at(b: &[u8], at: usize) -> f32 {
+    let h = u32::from(u16::from_le_bytes([b[at], b[at + 1]]));
+    let (sign, em) = ((h & 0x8000) << 16, h & 0x7FFF);
+    let finite = f32::from_bits(em << 13) * f32::from_bits(0x7780_0000);
+    let bits = if em < 0x7C00 {
+        finite.to_bits()
+    } else if em == 0x7C00 {
+        0x7F80_0000
+    } else {
+        // NaN: quieted, payload kept (what the `half` crate and F16C give).
+        0x7FC0_0000 | (em << 13)
+    };
+    f32::from_bits(sign | bits)
 }
 
 /// Low and high nibbles of the 16 bytes at `b[at..]`.
@@ -319,21 +395,19 @@ pub unsafe fn dot_unpacked<const N: usize>(
 }
 
 /// The shared loop of the 32-value formats in the canonical order (see `super::scalar`):
-/// each block unpacked once by `unpack`, its eight partial sums with every row scaled into
-/// the set of lanes of its parity, kept as two f32x4 halves.
+/// each block unpacked once, its eight partial sums with every row scaled into the set of
+/// lanes of its parity, kept as two f32x4 halves.
 #[inline(always)]
-fn blocks<const N: usize, F: Fn(&[u8]) -> Sub>(
-    w: &[u8],
-    (bytes, has_min): (usize, bool),
-    x: &[ActRow<'_>; N],
-    unpack: F,
-) -> [f32; N] {
+fn blocks<const N: usize, F: Block32>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let zero = f32x4_splat(0.0);
     two_sets!(
         N,
-        w.len() / bytes,
+        w.len() / F::BYTES,
         (zero, zero),
-        |k, set| { add_block(&unpack(&w[bytes * k..bytes * (k + 1)]), k, x, has_min, set) },
+        |k, set| {
+            let sub = F::unpack(&w[F::BYTES * k..F::BYTES * (k + 1)]);
+            add_block(&sub, k, x, F::HAS_MIN, set)
+        },
         finish
     )
 }
