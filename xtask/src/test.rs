@@ -83,38 +83,11 @@ const WASM_SKIP: [&str; 1] = ["engine_llama_cpp"];
 fn wasm_tests() -> Result<()> {
     step("WebAssembly tests (llm on wasm32-wasip2, in Node.js via jco)");
     let jco = node::jco()?;
-    let root = run::workspace_root();
-    let json = run::output(
-        cargo()
-            .args([
-                "test",
-                "--locked",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "llm",
-                "--no-run",
-            ])
-            .args(["--message-format", "json"])
-            .current_dir(&root),
-    )?;
-    let mut binaries = Vec::new();
-    for line in json.lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let (Some(exe), Some(name)) = (msg["executable"].as_str(), msg["target"]["name"].as_str())
-        else {
-            continue;
-        };
-        // `cargo test --no-run` also builds the examples; only test harnesses run here.
-        if msg["profile"]["test"].as_bool() != Some(true) {
-            continue;
-        }
-        if !WASM_SKIP.contains(&name) {
-            binaries.push((name.to_string(), PathBuf::from(exe)));
-        }
-    }
+    let binaries: Vec<(String, PathBuf)> = test_build(&["--target", "wasm32-wasip2", "-p", "llm"])?
+        .into_iter()
+        .filter(|a| a.harness && !WASM_SKIP.contains(&a.name.as_str()))
+        .map(|a| (a.name, a.exe))
+        .collect();
     if binaries.is_empty() {
         bail!("cargo built no wasm32-wasip2 test binaries for llm");
     }
@@ -127,26 +100,55 @@ fn wasm_tests() -> Result<()> {
     Ok(())
 }
 
+/// An executable of a test build: a test harness or an example.
+struct Artifact {
+    name: String,
+    harness: bool,
+    exe: PathBuf,
+}
+
+/// `cargo test --no-run ARGS`: what it built (nothing, when the test step before built it).
+fn test_build(args: &[&str]) -> Result<Vec<Artifact>> {
+    let json = run::output(
+        cargo()
+            .args(["test", "--locked", "--no-run", "--message-format", "json"])
+            .args(args)
+            .current_dir(run::workspace_root()),
+    )?;
+    let mut out = Vec::new();
+    for line in json.lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if let (Some(exe), Some(name)) =
+            (msg["executable"].as_str(), msg["target"]["name"].as_str())
+        {
+            out.push(Artifact {
+                name: name.to_string(),
+                harness: msg["profile"]["test"].as_bool() == Some(true),
+                exe: PathBuf::from(exe),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The engine computes the same logits natively and as WebAssembly, and with every kernel
 /// set: `llm/examples/digest` hashes the logits of a short greedy run on each default model.
 fn same_logits_everywhere() -> Result<()> {
     step("Same logits everywhere (native SIMD, native scalar, wasm32 simd128)");
-    let root = run::workspace_root();
     let jco = node::jco()?;
-    for target in [None, Some("wasm32-wasip2")] {
-        // Selected as the test steps before selected the packages (the whole workspace
-        // natively, `llm` for wasm), so the features resolve alike and nothing rebuilds.
-        let mut cmd = cargo();
-        cmd.args(["build", "--locked", "--example", "digest"]);
-        match target {
-            None => cmd.arg("--workspace"),
-            Some(t) => cmd.args(["-p", "llm", "--target", t]),
-        };
-        run::run(cmd.current_dir(&root))?;
-    }
-    let dir = run::target_dir()?;
-    let native = dir.join("debug/examples/digest");
-    let wasm = dir.join("wasm32-wasip2/debug/examples/digest.wasm");
+    // The digest example as the test builds made it (cargo test builds the examples too):
+    // building it on its own resolves features differently and rebuilds half the tree.
+    let digest_of = |args: &[&str]| -> Result<PathBuf> {
+        test_build(args)?
+            .into_iter()
+            .find(|a| !a.harness && a.name == "digest")
+            .map(|a| a.exe)
+            .context("the test build made no `digest` example")
+    };
+    let native = digest_of(&["--workspace"])?;
+    let wasm = digest_of(&["--target", "wasm32-wasip2", "-p", "llm"])?;
     let models = models::cache_dir(None)?;
     for file in [models::DEVICE_FILE, models::EDGE_FILE] {
         let model = models.join(file);
