@@ -144,10 +144,23 @@ pub enum ActivationKind {
     Q8K,
 }
 
-/// An IEEE half from two little-endian bytes.
+/// An IEEE half from two little-endian bytes, as the `half` crate and F16C convert it, but
+/// without their branches where there is no conversion instruction (wasm): the exponent and
+/// mantissa bits moved into place and scaled by 2^112, which is exact for normal and
+/// subnormal halves alike.
 #[inline(always)]
 pub fn f16_at(b: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+    let h = u32::from(u16::from_le_bytes([b[at], b[at + 1]]));
+    let (sign, em) = ((h & 0x8000) << 16, h & 0x7FFF);
+    let bits = if em < 0x7C00 {
+        (f32::from_bits(em << 13) * f32::from_bits(0x7780_0000)).to_bits()
+    } else if em == 0x7C00 {
+        0x7F80_0000
+    } else {
+        // NaN: quieted, payload kept.
+        0x7FC0_0000 | (em << 13)
+    };
+    f32::from_bits(sign | bits)
 }
 
 #[inline(always)]

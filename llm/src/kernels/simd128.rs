@@ -9,7 +9,7 @@
 //! scaled into the canonical lanes exactly as the scalar reference does.
 
 use super::ActRow;
-use super::formats::{WeightType, scales_mins_k4};
+use super::formats::{WeightType, f16_at, scales_mins_k4};
 use super::scalar::{Lanes, Set, k_lanes, two_sets};
 use core::arch::wasm32::*;
 
@@ -102,7 +102,7 @@ impl Block32 for Q40 {
         Sub {
             a,
             b: b2,
-            scale: half_at(b, 0),
+            scale: f16_at(b, 0),
             min: 0.0,
         }
     }
@@ -117,8 +117,8 @@ impl Block32 for Q41 {
         Sub {
             a,
             b: b2,
-            scale: half_at(b, 0),
-            min: half_at(b, 2),
+            scale: f16_at(b, 0),
+            min: f16_at(b, 2),
         }
     }
 }
@@ -133,7 +133,7 @@ impl Block32 for Q50 {
         Sub::plain(
             i8x16_sub(a, sixteen),
             i8x16_sub(bb, sixteen),
-            half_at(b, 0),
+            f16_at(b, 0),
             0.0,
         )
     }
@@ -145,7 +145,7 @@ impl Block32 for Q51 {
     #[inline(always)]
     fn unpack(b: &[u8]) -> Sub {
         let (a, bb) = five_bits(b, 4);
-        Sub::plain(a, bb, half_at(b, 0), half_at(b, 2))
+        Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
     }
 }
 
@@ -154,7 +154,7 @@ impl Block32 for Q80 {
     const HAS_MIN: bool = false;
     #[inline(always)]
     fn unpack(b: &[u8]) -> Sub {
-        Sub::plain(load16(b, 2), load16(b, 18), half_at(b, 0), 0.0)
+        Sub::plain(load16(b, 2), load16(b, 18), f16_at(b, 0), 0.0)
     }
 }
 
@@ -209,7 +209,7 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
     let mut lanes = [Lanes::default(); N];
     for (blk, b) in w.chunks_exact(bytes).enumerate() {
         let (sc, m) = scales_mins_k4(&b[4..16]);
-        let (d, dmin) = (half_at(b, 0), half_at(b, 2));
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
         let qs = if Q5 { 48 } else { 16 };
         let mut sumi = [i32x4_splat(0); N];
         for (j, &sc_j) in sc.iter().enumerate() {
@@ -259,7 +259,7 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
 fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let mut lanes = [Lanes::default(); N];
     for (blk, b) in w.chunks_exact(210).enumerate() {
-        let d = half_at(b, 208);
+        let d = f16_at(b, 208);
         let mut sumi = [i32x4_splat(0); N];
         for j in 0..8 {
             // Sub-block j: half n = j / 4 of 128 values, chunk c = j % 4 of 32 within it.
@@ -316,25 +316,6 @@ impl Sub {
             min,
         }
     }
-}
-
-/// The IEEE half at `b[at..at + 2]` as f32, exactly as `formats::f16_at` gives it but without
-/// its branches (simd128 has no conversion instruction): the exponent and mantissa bits moved
-/// into place and scaled by 2^112, which is exact for normal and subnormal halves alike.
-#[inline(always)]
-fn half_at(b: &[u8], at: usize) -> f32 {
-    let h = u32::from(u16::from_le_bytes([b[at], b[at + 1]]));
-    let (sign, em) = ((h & 0x8000) << 16, h & 0x7FFF);
-    let finite = f32::from_bits(em << 13) * f32::from_bits(0x7780_0000);
-    let bits = if em < 0x7C00 {
-        finite.to_bits()
-    } else if em == 0x7C00 {
-        0x7F80_0000
-    } else {
-        // NaN: quieted, payload kept (what the `half` crate and F16C give).
-        0x7FC0_0000 | (em << 13)
-    };
-    f32::from_bits(sign | bits)
 }
 
 /// Low and high nibbles of the 16 bytes at `b[at..]`.

@@ -353,3 +353,12 @@ fn float_helpers() {
         }
     }
 }
+
+#[test]
+fn halves_convert_as_the_half_crate_does() {
+    for h in 0..=u16::MAX {
+        let ours = formats::f16_at(&h.to_le_bytes(), 0);
+        let theirs = half::f16::from_bits(h).to_f32();
+        assert_eq!(ours.to_bits(), theirs.to_bits(), "half {h:#06x}");
+    }
+}
