@@ -14,7 +14,7 @@ mod load;
 
 use crate::error::{Error, Result};
 use crate::kernels::{Isa, Pool, Storage};
-use crate::{Architecture, Gguf, Tokenizer};
+use crate::{Architecture, ChatTemplate, Gguf, Tokenizer};
 use decoder::{Cache, Decoder, Seq};
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +49,8 @@ struct Inner {
 pub struct Model {
     inner: Arc<Inner>,
     tokenizer: Arc<Tokenizer>,
+    /// `None` when the GGUF has no template this crate renders (see [`Model::chat_template`]).
+    chat: Option<ChatTemplate>,
     arch: Architecture,
     context: usize,
     name: String,
@@ -98,6 +100,8 @@ impl Model {
     fn build(gguf: &Gguf, storage: Storage, name: String, options: &ModelOptions) -> Result<Self> {
         let arch = gguf.architecture()?;
         let tokenizer = Arc::new(gguf.tokenizer()?);
+        // A model without a known chat template still serves plain completions.
+        let chat = ChatTemplate::for_model(gguf).ok();
         let tensors = load::Tensors::new(gguf, storage, options.exact)?;
         let decoder = match arch {
             Architecture::Llama | Architecture::Qwen2 => llama::load(&tensors, arch)?,
@@ -120,6 +124,7 @@ impl Model {
                 isa: options.kernels.unwrap_or_else(Isa::detect),
             }),
             tokenizer,
+            chat,
             arch,
             context,
             name,
@@ -128,6 +133,13 @@ impl Model {
 
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// The model's chat format, read from its GGUF template (or its architecture); `None` when
+    /// the file has a template of a family this crate does not render, in which case only plain
+    /// completions can be served. [`ChatTemplate::for_model`] gives the reason.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat.as_ref()
     }
 
     pub fn architecture(&self) -> Architecture {
