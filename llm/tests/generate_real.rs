@@ -222,3 +222,47 @@ fn greedy_text_equals_llama_cpp() {
         }
     }
 }
+
+/// The batched option scoring gives each option what feeding it alone, one token at a time,
+/// gives; and scoring after a prefix fed once equals scoring the whole prompt.
+#[test]
+fn batched_option_scores_equal_one_option_at_a_time() {
+    use llm::generate::{log_softmax, score_options_after};
+    let Some(path) = model_path(SMOLLM2) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let tok = model.tokenizer();
+    let prefix = tok.encode(&chat("Name a colour."), EncodeOptions::PROMPT);
+    let options: Vec<Vec<u32>> = ["Red", "Light blue", "A deep shade of green", ""]
+        .iter()
+        .map(|o| tok.encode(o, EncodeOptions::TEXT))
+        .collect();
+    assert!(options[2].len() > options[1].len() && options[1].len() > 1);
+    let batched = score_options(&model, &prefix, &options).unwrap();
+    for (option, &score) in options.iter().zip(&batched) {
+        let Some((&head, rest)) = option.split_first() else {
+            assert_eq!(score, f64::NEG_INFINITY);
+            continue;
+        };
+        let mut s = model.session();
+        let mut lp = s.feed(&prefix).unwrap();
+        log_softmax(&mut lp);
+        let mut alone = f64::from(lp[head as usize]);
+        let mut prev = head;
+        for &id in rest {
+            let mut lp = s.feed(&[prev]).unwrap();
+            log_softmax(&mut lp);
+            alone += f64::from(lp[id as usize]);
+            prev = id;
+        }
+        assert_eq!(score, alone, "option {option:?}");
+    }
+    // A prefix fed once and forked.
+    let mut base = model.session();
+    let logits = base.feed(&prefix).unwrap();
+    assert_eq!(
+        score_options_after(&base, logits, &options).unwrap(),
+        batched
+    );
+}

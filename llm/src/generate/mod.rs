@@ -400,29 +400,57 @@ pub fn score_options(
     options: &[Vec<TokenId>],
 ) -> Result<Vec<f64>> {
     let mut base = model.session();
-    let mut first = base.feed(prompt)?;
-    log_softmax(&mut first);
-    let mut scores = Vec::with_capacity(options.len());
-    for option in options {
-        let Some((&head, rest)) = option.split_first() else {
-            scores.push(f64::NEG_INFINITY);
-            continue;
-        };
-        let mut score = f64::from(
-            first
-                .get(head as usize)
+    let logits = base.feed(prompt)?;
+    score_options_after(&base, logits, options)
+}
+
+/// [`score_options`] for a prompt already fed to `base`, whose next-token `logits` are given
+/// (a prompt whose shared prefix, few-shot examples say, was fed once and forked). Every option
+/// continues its own fork of `base`; the forks advance together, one token each per step, in
+/// one batched forward pass ([`crate::models::feed_batch`]). An empty option scores
+/// `-inf`.
+pub fn score_options_after(
+    base: &Session,
+    mut logits: Vec<f32>,
+    options: &[Vec<TokenId>],
+) -> Result<Vec<f64>> {
+    log_softmax(&mut logits);
+    let first = |id: TokenId| {
+        f64::from(
+            logits
+                .get(id as usize)
                 .copied()
                 .unwrap_or(f32::NEG_INFINITY),
-        );
-        let mut fork = base.clone();
-        let mut prev = head;
-        for &id in rest {
-            let mut lp = fork.feed(&[prev])?;
-            log_softmax(&mut lp);
-            score += f64::from(lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY));
-            prev = id;
+        )
+    };
+    let mut scores: Vec<f64> = options
+        .iter()
+        .map(|o| o.first().map_or(f64::NEG_INFINITY, |&h| first(h)))
+        .collect();
+    // Options longer than one token: fork, then feed token i-1 to learn the log-prob of token i.
+    let mut forks: Vec<(usize, Session)> = options
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.len() > 1)
+        .map(|(i, _)| (i, base.clone()))
+        .collect();
+    let mut step = 1;
+    loop {
+        forks.retain(|(i, _)| options[*i].len() > step);
+        if forks.is_empty() {
+            break;
         }
-        scores.push(score);
+        let inputs: Vec<[TokenId; 1]> =
+            forks.iter().map(|(i, _)| [options[*i][step - 1]]).collect();
+        let tokens: Vec<&[TokenId]> = inputs.iter().map(|t| t.as_slice()).collect();
+        let mut sessions: Vec<&mut Session> = forks.iter_mut().map(|(_, s)| s).collect();
+        let outs = crate::models::feed_batch(&mut sessions, &tokens)?;
+        for ((i, _), mut lp) in forks.iter().zip(outs) {
+            log_softmax(&mut lp);
+            let id = options[*i][step];
+            scores[*i] += f64::from(lp.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY));
+        }
+        step += 1;
     }
     Ok(scores)
 }
