@@ -132,7 +132,7 @@ done
 log "building ${want[*]} with $jobs jobs (about 20 minutes on 2 cores)"
 nice -n 10 cmake --build "$build" --parallel "$jobs" --target "${want[@]}" >&2
 
-for t in llama-tokenize; do
+for t in "${want[@]}"; do
     [[ -x "$bin/$t" ]] || { log "expected $bin/$t after the build, not found"; exit 1; }
 done
 # Keep what earlier runs with the same arguments built (a run may ask for a subset).
