@@ -159,7 +159,7 @@ pub struct Item {
 
 /// The identifier of the default prompt template ([`Item::prompt`]); part of every trace key, so
 /// changing the template must change this string.
-pub const PROMPT_TEMPLATE_ID: &str = "ladder-prompt-v1";
+pub const PROMPT_TEMPLATE_ID: &str = "ladder-prompt-v2";
 
 impl Item {
     /// The default completion-style prompt for this item (template [`PROMPT_TEMPLATE_ID`]).
@@ -187,14 +187,18 @@ impl Item {
                 self.text,
                 self.options.join(", ")
             ),
-            Layout::Translation => format!(
-                "Translate from {} to {}.\n{}: {}\n{}:",
-                self.src_lang.as_deref().unwrap_or("the source language"),
-                self.tgt_lang.as_deref().unwrap_or("the target language"),
-                self.src_lang.as_deref().unwrap_or("source"),
-                self.text,
-                self.tgt_lang.as_deref().unwrap_or("target"),
-            ),
+            Layout::Translation => {
+                let src = self.src_lang.as_deref().unwrap_or("source");
+                let tgt = self.tgt_lang.as_deref().unwrap_or("target");
+                format!(
+                    "Translate from {} to {}.\n{}: {}\n{}:",
+                    language_name(src),
+                    language_name(tgt),
+                    language_name(src),
+                    self.text,
+                    language_name(tgt),
+                )
+            }
             Layout::Gsm8k => format!("Question: {}\nAnswer:", self.text),
             Layout::Chat => self
                 .turns
@@ -202,6 +206,26 @@ impl Item {
                 .cloned()
                 .unwrap_or_else(|| self.text.clone()),
         }
+    }
+}
+
+/// The English name of a language code the datasets use (`de` → `German`); other codes as
+/// they are. Small models follow "Translate from German to English" far better than the codes.
+pub fn language_name(code: &str) -> &str {
+    match code {
+        "de" => "German",
+        "en" => "English",
+        "fr" => "French",
+        "es" => "Spanish",
+        "it" => "Italian",
+        "cs" => "Czech",
+        "ru" => "Russian",
+        "zh" => "Chinese",
+        "ja" => "Japanese",
+        "fi" => "Finnish",
+        "ro" => "Romanian",
+        "tr" => "Turkish",
+        other => other,
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`report`]: `summary.json`, Markdown tables and SVG plots.
 
 pub mod datasets;
+pub mod engine;
 pub mod metrics;
 pub mod plot;
 pub mod replay;

@@ -2,7 +2,8 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use eval::datasets::{self, Dataset, load_dir};
+use eval::datasets::{self, Dataset, Layout, load_dir};
+use eval::engine::{self, EngineSource, PromptStyle, TierConfig};
 use eval::metrics;
 use eval::run::{self, DEFAULT_SHIFT, Options};
 use eval::traces::TraceStore;
@@ -52,8 +53,84 @@ struct ReplayArgs {
     cloud_model: Option<String>,
 }
 
+#[derive(clap::Args, Clone)]
+struct TierArgs {
+    /// Device tier's GGUF [default: SmolLM2-135M-Instruct.Q4_1.gguf in the model cache]
+    #[arg(long, value_name = "GGUF")]
+    device: Option<PathBuf>,
+    /// How the device tier prompts its model
+    #[arg(long, value_enum, default_value_t = engine::DEFAULT_STYLES[0])]
+    device_prompt: PromptStyle,
+    /// Few-shot exemplars before every device prompt
+    #[arg(long, default_value_t = engine::DEFAULT_SHOTS[0])]
+    device_shots: usize,
+    /// Edge tier's GGUF [default: gemma-3-270m-q4_k_m.gguf in the model cache]
+    #[arg(long, value_name = "GGUF")]
+    edge: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = engine::DEFAULT_STYLES[1])]
+    edge_prompt: PromptStyle,
+    #[arg(long, default_value_t = engine::DEFAULT_SHOTS[1])]
+    edge_shots: usize,
+    /// Cloud tier's GGUF [default: the largest GGUF in the model cache's models.json]
+    #[arg(long, value_name = "GGUF")]
+    cloud: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = engine::DEFAULT_STYLES[2])]
+    cloud_prompt: PromptStyle,
+    #[arg(long, default_value_t = engine::DEFAULT_SHOTS[2])]
+    cloud_shots: usize,
+    /// Kernel threads per model [default: $LADDER_THREADS, else every core]
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl TierArgs {
+    fn configs(&self) -> Result<[TierConfig; 3]> {
+        let defaults = engine::default_models()?;
+        let pick = |given: &Option<PathBuf>, default: &PathBuf| {
+            given.clone().unwrap_or_else(|| default.clone())
+        };
+        Ok([
+            TierConfig {
+                model: pick(&self.device, &defaults[0]),
+                style: self.device_prompt,
+                shots: self.device_shots,
+            },
+            TierConfig {
+                model: pick(&self.edge, &defaults[1]),
+                style: self.edge_prompt,
+                shots: self.edge_shots,
+            },
+            TierConfig {
+                model: pick(&self.cloud, &defaults[2]),
+                style: self.cloud_prompt,
+                shots: self.cloud_shots,
+            },
+        ])
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run every tier's model once per item (cached and resumable traces in --traces), then
+    /// replay every policy and write summary.json, tables and plots
+    Run {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        args: ReplayArgs,
+        #[command(flatten)]
+        tiers: TierArgs,
+        /// Trace folder [default: <workspace>/target/eval/traces]
+        #[arg(long)]
+        traces: Option<PathBuf>,
+        /// Items traced on all three tiers before the next ones (an interrupted run leaves
+        /// whole chunks)
+        #[arg(long, default_value_t = 32)]
+        chunk: usize,
+        /// Only fill the traces; no replay
+        #[arg(long)]
+        no_replay: bool,
+    },
     /// List the datasets found, with their detected layout and item counts
     Datasets {
         #[command(flatten)]
@@ -106,6 +183,8 @@ fn load(data: &DataArgs) -> Result<Vec<Dataset>> {
                 bail!("no dataset named {want} in {}", run::display(&dir));
             }
         }
+        // In the order asked for.
+        sets.sort_by_key(|d| data.datasets.iter().position(|w| *w == d.name));
         sets.retain(|d| data.datasets.contains(&d.name));
     }
     Ok(sets)
@@ -135,6 +214,7 @@ fn options(args: &ReplayArgs, default_out: PathBuf) -> Result<Options> {
             args.edge_model.clone(),
             args.cloud_model.clone(),
         ],
+        only_keys: None,
     })
 }
 
@@ -175,6 +255,74 @@ fn main() -> Result<()> {
                      source is not built yet; `eval synthetic` exercises the pipeline)",
                     run::display(&store.dir)
                 );
+            }
+        }
+        Command::Run {
+            data,
+            args,
+            tiers,
+            traces,
+            chunk,
+            no_replay,
+        } => {
+            let mut sets = load(&data)?;
+            if data.datasets.is_empty() {
+                // The comparison's tasks; GSM8K and chat sets (long generations without a
+                // meaningful score on these models) only when named.
+                sets.retain(|d| {
+                    let keep = matches!(
+                        d.layout,
+                        Layout::Classification | Layout::Translation | Layout::MultipleChoice
+                    );
+                    if !keep {
+                        eprintln!(
+                            "note: {} ({}) is left out unless named with --datasets",
+                            d.name,
+                            d.layout.as_str()
+                        );
+                    }
+                    keep
+                });
+            }
+            let mut opts = options(&args, eval_dir.clone())?;
+            let store = TraceStore::new(traces.unwrap_or_else(TraceStore::default_dir));
+            let configs = tiers.configs()?;
+            for (tier, c) in offload::Tier::ALL.iter().zip(&configs) {
+                eprintln!(
+                    "{tier}: {} ({} prompt, {} shots)",
+                    run::display(&c.model),
+                    c.style.as_str(),
+                    c.shots
+                );
+            }
+            let mut source = EngineSource::load(configs, tiers.threads)?;
+            let started = std::time::Instant::now();
+            let mut last = started;
+            let mut keys = Vec::new();
+            run::fill_engine(
+                &mut source,
+                &sets,
+                &store,
+                opts.quick,
+                chunk,
+                &mut keys,
+                &mut |name, tier, done, total| {
+                    // Progress at most every ten seconds, and at the end of each dataset.
+                    if done == total && tier == offload::Tier::Cloud
+                        || last.elapsed().as_secs_f64() >= 10.0
+                    {
+                        last = std::time::Instant::now();
+                        eprintln!(
+                            "  [{:>6.0} s] {name}: {done}/{total} items ({tier})",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                },
+            )?;
+            if !no_replay {
+                opts.only_keys = Some(keys);
+                let outputs = run::run_replays(&sets, &store, &opts)?;
+                report(&outputs);
             }
         }
         Command::Synthetic { data, args } => {

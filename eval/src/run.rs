@@ -29,6 +29,8 @@ pub struct Options {
     /// Per tier (device, edge, cloud): only traces whose model name contains this text or whose
     /// model hash starts with it.
     pub model_filter: [Option<String>; 3],
+    /// Only the trace files with these keys (what an engine run just filled).
+    pub only_keys: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
             bucket: 100,
             shifts: vec![],
             model_filter: [None, None, None],
+            only_keys: None,
         }
     }
 }
@@ -96,11 +99,101 @@ pub fn select_traces(
     Ok(Ok([d, e, c]))
 }
 
-fn limited<'a>(stream: Vec<StreamEntry<'a>>, quick: Option<usize>) -> Vec<StreamEntry<'a>> {
-    match quick {
-        Some(n) => stream.into_iter().take(n).collect(),
-        None => stream,
+/// Positions of `n` items spread evenly over `len` (all of them when `n >= len`): item
+/// `⌊i·len/n⌋` for `i < n`. Quick mode takes these rather than the first `n`, because files
+/// are often sorted (IMDB holds its negative reviews first).
+pub fn spread(len: usize, n: Option<usize>) -> Vec<usize> {
+    match n {
+        Some(n) if n < len => (0..n).map(|i| i * len / n).collect(),
+        _ => (0..len).collect(),
     }
+}
+
+/// `0..n` in an order whose every prefix is spread over the range (positions sorted by their
+/// bit-reversed value), so an interrupted trace run leaves an evenly spread sample, not the
+/// start of a possibly sorted file.
+pub fn spread_order(n: usize) -> Vec<usize> {
+    let bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| {
+        if bits == 0 {
+            0
+        } else {
+            i.reverse_bits() >> (usize::BITS - bits)
+        }
+    });
+    order
+}
+
+fn limited<'a>(stream: Vec<StreamEntry<'a>>, quick: Option<usize>) -> Vec<StreamEntry<'a>> {
+    spread(stream.len(), quick)
+        .into_iter()
+        .map(|i| stream[i])
+        .collect()
+}
+
+/// The items of `dataset` to trace: every item but the `reserved` ones (few-shot exemplars),
+/// or `quick` of them spread evenly; in file order.
+pub fn selection(dataset: &Dataset, reserved: &[usize], quick: Option<usize>) -> Vec<usize> {
+    let candidates: Vec<usize> = (0..dataset.items.len())
+        .filter(|i| !reserved.contains(i))
+        .collect();
+    spread(candidates.len(), quick)
+        .into_iter()
+        .map(|i| candidates[i])
+        .collect()
+}
+
+/// Progress of a trace run: `(dataset, tier, done, total)` after each item.
+pub type Progress<'a> = dyn FnMut(&str, Tier, usize, usize) + 'a;
+
+/// Fills the engine's traces of every tier on `datasets` (the items [`selection`] picks), in
+/// rounds: each round takes the next `chunk` items of every dataset, in [`spread_order`], and
+/// traces them on the three tiers before the next round starts. An interrupted run therefore
+/// leaves, for every dataset, complete and evenly spread items that a replay can use, and a
+/// rerun continues where it stopped. The key of every trace file it filled is added to `keys`.
+pub fn fill_engine(
+    source: &mut crate::engine::EngineSource,
+    datasets: &[Dataset],
+    store: &TraceStore,
+    quick: Option<usize>,
+    chunk: usize,
+    keys: &mut Vec<String>,
+    progress: &mut Progress<'_>,
+) -> Result<()> {
+    let orders: Vec<Vec<usize>> = datasets
+        .iter()
+        .map(|ds| {
+            let picked = selection(ds, &source.reserved(ds), quick);
+            spread_order(picked.len())
+                .into_iter()
+                .map(|i| picked[i])
+                .collect()
+        })
+        .collect();
+    let chunk = chunk.max(1);
+    let rounds = orders
+        .iter()
+        .map(|o| o.len().div_ceil(chunk))
+        .max()
+        .unwrap_or(0);
+    for round in 0..rounds {
+        for (ds, order) in datasets.iter().zip(&orders) {
+            let start = round * chunk;
+            let Some(part) = order.get(start..(start + chunk).min(order.len())) else {
+                continue;
+            };
+            for tier in Tier::ALL {
+                let trace = store.fill_items(source, tier, ds, part, &mut |done, _| {
+                    progress(&ds.name, tier, start + done, order.len())
+                })?;
+                if !keys.contains(&trace.meta.key) {
+                    keys.push(trace.meta.key);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn file_safe(name: &str) -> String {
@@ -119,6 +212,13 @@ fn file_safe(name: &str) -> String {
 /// streams, and writes the results under `opts.out`.
 pub fn run_replays(datasets: &[Dataset], store: &TraceStore, opts: &Options) -> Result<Outputs> {
     let metas = store.list()?;
+    let metas: Vec<TraceMeta> = match &opts.only_keys {
+        Some(keys) => metas
+            .into_iter()
+            .filter(|m| keys.contains(&m.key))
+            .collect(),
+        None => metas,
+    };
     let mut outputs = Outputs::default();
     let mut loaded: Vec<(&Dataset, [TierTrace; 3])> = Vec::new();
     for ds in datasets {
@@ -295,8 +395,9 @@ pub fn fill_synthetic(
             shift_factor: if harder { 0.6 } else { 1.0 },
             ..SyntheticSource::default()
         };
+        let picked = selection(ds, &[], opts.quick);
         for tier in Tier::ALL {
-            store.fill(&mut source, tier, ds, opts.quick, &mut |done, total| {
+            store.fill_items(&mut source, tier, ds, &picked, &mut |done, total| {
                 progress(&ds.name, tier, done, total)
             })?;
         }
@@ -312,4 +413,33 @@ pub fn display(path: &Path) -> String {
         .unwrap_or_else(|| path.to_path_buf())
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_takes_evenly_spaced_items() {
+        assert_eq!(spread(10, Some(4)), vec![0, 2, 5, 7]);
+        assert_eq!(spread(3, Some(4)), vec![0, 1, 2]);
+        assert_eq!(spread(3, None), vec![0, 1, 2]);
+        assert_eq!(spread(0, Some(2)), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn spread_order_is_a_permutation_whose_prefixes_are_spread() {
+        for n in [0, 1, 2, 7, 100, 1000] {
+            let order = spread_order(n);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..n).collect::<Vec<_>>());
+        }
+        let order = spread_order(1000);
+        // Any prefix of the order has about as many items in each half of the range.
+        for len in [2, 10, 64, 100, 333] {
+            let low = order[..len].iter().filter(|&&i| i < 500).count();
+            assert!(low.abs_diff(len - low) <= 2, "{len}: {low}");
+        }
+    }
 }

@@ -105,8 +105,13 @@ pub struct TraceMeta {
 /// Where traces come from: an engine that runs each tier's model (the live, `llm`-backed
 /// source, still to come), or [`SyntheticSource`] for tests.
 pub trait TraceSource {
-    /// The model behind `tier`.
+    /// The model behind `tier` (after [`TraceSource::start_dataset`] for the dataset in hand:
+    /// its prompt template id may depend on the dataset, e.g. few-shot exemplars).
     fn model(&self, tier: Tier) -> ModelInfo;
+    /// Called before `tier` traces items of `dataset` (an engine feeds its few-shot prefix).
+    fn start_dataset(&mut self, _tier: Tier, _dataset: &Dataset) -> Result<()> {
+        Ok(())
+    }
     /// Runs `tier`'s model once on `item` and records what it did.
     fn trace(&mut self, tier: Tier, item: &Item) -> Result<TraceRecord>;
 }
@@ -262,6 +267,22 @@ impl TraceStore {
         limit: Option<usize>,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<TierTrace> {
+        let n = limit.unwrap_or(usize::MAX).min(dataset.items.len());
+        let items: Vec<usize> = (0..n).collect();
+        self.fill_items(source, tier, dataset, &items, progress)
+    }
+
+    /// [`TraceStore::fill`] for the items at `indices` of `dataset`, traced in that order (those
+    /// already in the file are skipped). `progress(done, total)` counts within `indices`.
+    pub fn fill_items(
+        &self,
+        source: &mut dyn TraceSource,
+        tier: Tier,
+        dataset: &Dataset,
+        indices: &[usize],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<TierTrace> {
+        source.start_dataset(tier, dataset)?;
         let model = source.model(tier);
         let key = trace_key(tier, &model.sha256, &model.template_id, &dataset.sha256);
         let meta = TraceMeta {
@@ -294,7 +315,16 @@ impl TraceStore {
                 done.insert(r.item, r);
             }
         }
-        let items = &dataset.items[..limit.unwrap_or(usize::MAX).min(dataset.items.len())];
+        let mut items = Vec::with_capacity(indices.len());
+        for &i in indices {
+            items.push(dataset.items.get(i).ok_or_else(|| {
+                anyhow!(
+                    "{}: no item {i} (it has {})",
+                    dataset.name,
+                    dataset.items.len()
+                )
+            })?);
+        }
         let total = items.len();
         let mut out = OpenOptions::new()
             .create(true)

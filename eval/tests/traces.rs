@@ -231,6 +231,7 @@ fn the_pipeline_writes_the_summary_the_issue_specifies() {
         bucket: 20,
         shifts: vec![("easy".into(), "hard".into())],
         model_filter: [None, None, None],
+        only_keys: None,
     };
     // No traces yet: every dataset is left out, with the reason.
     let empty = run::run_replays(&sets, &store, &opts).unwrap();

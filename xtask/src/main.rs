@@ -3,6 +3,7 @@
 //! anything, so a fresh machine needs nothing but Rust, Python's pip and these commands.
 
 mod bench;
+mod eval;
 mod llama_cpp;
 mod models;
 mod node;
@@ -35,6 +36,9 @@ enum Command {
     Demo,
     /// Run a benchmark, print its table and write target/bench/NAME.json.
     Bench(bench::Args),
+    /// Reproduce the RecServe comparison on the datasets: traces, replays, tables, plots
+    /// (target/eval; `--quick` for CI, in target/eval/quick).
+    Eval(eval::Args),
 }
 
 fn main() {
@@ -44,6 +48,7 @@ fn main() {
         Command::Test(args) => test::run(&args),
         Command::Demo => demo(),
         Command::Bench(args) => bench::run(&args),
+        Command::Eval(args) => eval::run(&args),
     };
     if let Err(err) = result {
         // One line per cause, without a backtrace: these are reports for people, not bugs.

@@ -67,6 +67,15 @@ pub fn run(args: &Args) -> Result<()> {
     wasm_tests()?;
     same_logits_everywhere()?;
 
+    // The evaluation harness end to end on the real models and datasets (issue 7), a few
+    // items per dataset, with the `eval` binary the test build made.
+    let eval = test_build(&["--workspace"])?
+        .into_iter()
+        .find(|a| !a.harness && a.name == "eval")
+        .map(|a| a.exe)
+        .context("the test build made no `eval` binary")?;
+    crate::eval::quick_with(&eval)?;
+
     eprintln!("\nAll checks passed.");
     Ok(())
 }
