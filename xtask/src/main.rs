@@ -3,13 +3,16 @@
 //! anything, so a fresh machine needs nothing but Rust, Python's pip and these commands.
 
 mod bench;
+mod browser;
 mod eval;
 mod llama_cpp;
 mod models;
 mod node;
 mod run;
 mod setup;
+mod stub_edge;
 mod test;
+mod web;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: everything a fresh machine needs before the tests or the demo run.
 
-use crate::models;
 use crate::run::{self, step};
+use crate::{browser, models};
 use anyhow::{Context, Result};
 use std::process::Command;
 
@@ -18,6 +18,7 @@ const TARGETS: [&str; 2] = ["wasm32-unknown-unknown", "wasm32-wasip2"];
 
 pub fn run(args: &Args) -> Result<()> {
     rust_targets()?;
+    browser::setup()?;
     if !args.no_models {
         models::run(&models::Args {
             dir: None,

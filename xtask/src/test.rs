@@ -12,6 +12,9 @@ pub struct Args {
     /// Skip the setup step (targets and models must already be there).
     #[arg(long)]
     pub no_setup: bool,
+    /// Run only the browser tests (the chat page and the device tier in Chromium).
+    #[arg(long)]
+    pub browser_only: bool,
 }
 
 /// Crates that must build for the browser and for the edge component.
@@ -20,6 +23,9 @@ const WASM_CRATES: [&str; 2] = ["offload", "llm"];
 pub fn run(args: &Args) -> Result<()> {
     if !args.no_setup {
         setup::run(&setup::Args { no_models: false })?;
+    }
+    if args.browser_only {
+        return crate::web::browser_tests();
     }
     let root = run::workspace_root();
 
@@ -47,6 +53,14 @@ pub fn run(args: &Args) -> Result<()> {
         )?;
     }
 
+    // The device tier's browser glue exists only on wasm32-unknown-unknown.
+    run::run(
+        cargo()
+            .args(["clippy", "--locked", "--target", "wasm32-unknown-unknown"])
+            .args(["-p", "wasm-device", "--all-targets", "--", "-D", "warnings"])
+            .current_dir(&root),
+    )?;
+
     for target in ["wasm32-unknown-unknown", "wasm32-wasip2"] {
         step(&format!("WebAssembly build ({target})"));
         let mut cmd = cargo();
@@ -66,6 +80,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     wasm_tests()?;
     same_logits_everywhere()?;
+    crate::web::browser_tests()?;
 
     // The evaluation harness end to end on the real models and datasets (issue 7), a few
     // items per dataset, with the `eval` binary the test build made.

@@ -1,0 +1,225 @@
+// The chat page end to end in headless Chromium (Debian's, driven by playwright-core):
+// the device model loads (and a reload reads it from the browser's cache), a question gets a
+// streamed answer on the device, with β = 1 the answer comes from the edge and the hop records
+// show it, with the edge stopped (or the browser offline) the page still answers locally and
+// says why, and Stop stops.
+//
+// Run by `cargo xtask test`, which serves the page and an edge on loopback and sets:
+//   LADDER_PAGE_URL       the page
+//   LADDER_EDGE_URL       a running edge
+//   LADDER_EDGE_KIND      "stub" (xtask's stand-in) or "edge-host"
+//   LADDER_DEAD_EDGE_URL  an address where nothing listens
+//   CHROMIUM              the browser
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run these tests with \`cargo xtask test\``);
+  return value;
+};
+const PAGE = env("LADDER_PAGE_URL");
+const EDGE = env("LADDER_EDGE_URL");
+const DEAD = env("LADDER_DEAD_EDGE_URL");
+const STUB = process.env.LADDER_EDGE_KIND === "stub";
+
+// The flags that work on these machines (no network beyond loopback, root, no GPU), plus
+// WebGPU through SwiftShader.
+const FLAGS = [
+  "--no-sandbox",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--enable-unsafe-webgpu",
+];
+
+let browser;
+let page;
+/** The question whose device confidence was the lower of two (set by the β = 1 test). */
+let lowQuestion;
+const problems = [];
+
+before(async () => {
+  browser = await chromium.launch({ executablePath: env("CHROMIUM"), headless: true, args: FLAGS });
+  const context = await browser.newContext();
+  page = await context.newPage();
+  page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+  page.on("console", (msg) => {
+    // Requests to the stopped edge fail on purpose; everything else must load.
+    const expected = /Failed to load resource: net::ERR_(CONNECTION_REFUSED|INTERNET_DISCONNECTED)/;
+    if (msg.type() === "error" && !expected.test(msg.text())) problems.push(`console: ${msg.text()}`);
+  });
+  page.on("requestfailed", (r) => {
+    if (!r.url().startsWith(DEAD) && !r.url().startsWith(EDGE)) problems.push(`request failed: ${r.url()}`);
+  });
+  page.on("response", (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/** The last assistant message. */
+const lastAnswer = () => page.locator("li.msg.assistant").last();
+
+/** Starts a fresh conversation and sends `text`. */
+async function ask(text) {
+  await page.click("#new-chat");
+  await page.fill("#input", text);
+  await page.press("#input", "Enter");
+}
+
+/** Waits until the last answer is finished; returns its data attributes and texts. */
+async function finished() {
+  const li = lastAnswer();
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("li.msg.assistant")].at(-1)?.dataset.state === "done",
+    null,
+    { timeout: 120_000 },
+  );
+  const data = await li.evaluate((el) => ({ ...el.dataset }));
+  const text = await li.locator(".text").innerText();
+  const meta = await li.locator(".meta").innerText();
+  const hops = await li.locator(".hop-table tr[data-tier]").evaluateAll((rows) =>
+    rows.map((r) => ({ tier: r.dataset.tier, outcome: r.dataset.outcome, text: r.textContent })),
+  );
+  return { ...data, text, meta, hops };
+}
+
+/** Sets the policy and the edge through the settings form, as a user would. */
+async function setPolicy({ betaDevice, betaEdge, edgeUrl }) {
+  await page.selectOption("#policy-name", "recserve");
+  await page.fill("#beta-device", String(betaDevice));
+  await page.fill("#beta-edge", String(betaEdge));
+  if (edgeUrl !== undefined) await page.fill("#edge-url", edgeUrl);
+  await page.click("#apply");
+  await page.waitForFunction(() => document.querySelector("#settings-msg").textContent === "applied");
+  await page.evaluate(() => (document.querySelector("#settings-msg").textContent = ""));
+}
+
+test("the page loads the device model and says where it runs", async () => {
+  await page.goto(`${PAGE}?edge=${encodeURIComponent(EDGE)}`);
+  await page.waitForSelector("#model-badge[data-state=ok]", { timeout: 180_000 });
+  assert.equal(await page.getAttribute("#model-badge", "data-source"), "network");
+  assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, "COOP/COEP headers");
+  const note = page.locator("#gpu-note");
+  await note.waitFor({ state: "visible" });
+  assert.match(await note.innerText(), /CPU/);
+  await page.waitForSelector("#edge-badge[data-state=ok]");
+  assert.equal(await page.isEnabled("#input"), true);
+});
+
+test("a question gets a streamed answer on the device", async () => {
+  // β = 0: the threshold is the window's minimum, so the device keeps its answer.
+  await setPolicy({ betaDevice: 0, betaEdge: 0 });
+  await ask("What is the capital of France?");
+  // Tokens arrive while the answer is still being generated.
+  await page.waitForFunction(
+    () => {
+      const li = [...document.querySelectorAll("li.msg.assistant")].at(-1);
+      return li?.dataset.state === "streaming" && li.querySelector(".text").textContent.length > 0;
+    },
+    null,
+    { timeout: 60_000 },
+  );
+  const a = await finished();
+  assert.equal(a.answeredBy, "device", a.meta);
+  assert.match(a.text, /Paris/);
+  assert.deepEqual(a.hops.map((h) => [h.tier, h.outcome]), [["device", "answered"]]);
+  assert.match(a.meta, /answered by device/);
+});
+
+test("with β = 1 the answer comes from the edge and the hop records show it", async () => {
+  // β = 1 offloads every answer whose confidence is below the highest in the window. Two
+  // answers with β = 0 put two different confidences in the window; then the question whose
+  // confidence was the lower one is asked again with β = 1.
+  const questions = ["Name a primary colour.", "Write one word that rhymes with cat."];
+  const confidences = [];
+  for (const q of questions) {
+    await ask(q);
+    const a = await finished();
+    assert.equal(a.answeredBy, "device");
+    confidences.push(Number(a.confidence));
+  }
+  assert.notEqual(confidences[0], confidences[1], "two different confidences");
+  lowQuestion = confidences[0] < confidences[1] ? questions[0] : questions[1];
+
+  await setPolicy({ betaDevice: 1, betaEdge: 0 });
+  await ask(lowQuestion);
+  const a = await finished();
+  assert.equal(a.answeredBy, "edge", a.meta);
+  assert.deepEqual(
+    a.hops.map((h) => [h.tier, h.outcome]),
+    [["device", "offloaded"], ["edge", "answered"]],
+  );
+  if (STUB) assert.equal(a.text, "This answer comes from the stub edge.");
+  assert.match(a.meta, /answered by edge/);
+  assert.match(a.meta, /sent up/);
+  assert.match(a.meta, /↑\d/, "bytes sent are shown");
+  const rate = await page.locator("#rates tr[data-tier=device] .rate").innerText();
+  assert.notEqual(rate, "0%");
+});
+
+test("with the edge stopped the page still answers on the device and says why", async () => {
+  await setPolicy({ betaDevice: 1, betaEdge: 0, edgeUrl: DEAD });
+  // Again below the window's highest confidence, so the device wants to offload it.
+  await ask(lowQuestion);
+  const a = await finished();
+  assert.equal(a.answeredBy, "device", a.meta);
+  assert.equal(a.hops[0].outcome, "fallback");
+  assert.match(a.note, /unreachable/);
+  assert.match(a.meta, /unreachable/);
+  assert.ok(a.text.length > 0);
+  await page.waitForSelector("#edge-badge[data-state=bad]");
+});
+
+test("offline, the page answers on the device without trying the edge", async () => {
+  await setPolicy({ betaDevice: 1, betaEdge: 0, edgeUrl: EDGE });
+  await page.context().setOffline(true);
+  try {
+    await page.waitForSelector("#net-badge:not([hidden])");
+    await ask(lowQuestion);
+    const a = await finished();
+    assert.equal(a.answeredBy, "device", a.meta);
+    assert.deepEqual(a.hops.map((h) => [h.tier, h.outcome]), [["device", "answered"]]);
+    assert.match(a.note ?? "", /offline/, JSON.stringify(a));
+    assert.match(a.hops[0].text, /no tier above is up/);
+  } finally {
+    await page.context().setOffline(false);
+  }
+});
+
+test("Stop ends an answer early", async () => {
+  await setPolicy({ betaDevice: 0, betaEdge: 0, edgeUrl: EDGE });
+  await ask("Write a long story about a dragon who learns to bake bread.");
+  await page.waitForFunction(
+    () => {
+      const li = [...document.querySelectorAll("li.msg.assistant")].at(-1);
+      return li?.dataset.state === "streaming" && li.querySelector(".text").textContent.length > 0;
+    },
+    null,
+    { timeout: 60_000 },
+  );
+  await page.click("#stop");
+  const a = await finished();
+  assert.equal(a.finish, "cancelled");
+  assert.equal(a.answeredBy, "device");
+});
+
+test("a reload reads the model from the browser's cache", async () => {
+  await page.reload();
+  await page.waitForSelector("#model-badge[data-state=ok]", { timeout: 180_000 });
+  assert.equal(await page.getAttribute("#model-badge", "data-source"), "cache");
+  // The windows survived the reload (IndexedDB): the panel still counts the earlier answers.
+  const seen = Number(await page.locator("#rates tr[data-tier=device] td:nth-child(2)").innerText());
+  assert.ok(seen >= 5, `device requests seen after the reload: ${seen}`);
+});
+
+test("nothing went wrong in the page", () => {
+  assert.deepEqual(problems, []);
+});

@@ -1,0 +1,188 @@
+//! The chat page as the browser gets it: `wasm-device` built for wasm32-unknown-unknown and
+//! turned into an ES module with its `.d.ts` by wasm-bindgen (into `target/www-pkg/PROFILE`),
+//! and a static server on loopback that serves `www/`, that module under `/pkg/`, the model
+//! cache under `/models/` and a `config.json` telling the page where the model and the edge are.
+//! Every response carries COOP/COEP headers, so the page is cross-origin isolated
+//! (`SharedArrayBuffer`, and with it wasm threads, need that).
+
+use crate::browser;
+use crate::run::{self, cargo, step};
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// Builds the page's module with the dev or release profile; returns the folder holding
+/// `wasm_device.js`, `wasm_device_bg.wasm` and `wasm_device.d.ts`.
+pub fn build_page(release: bool) -> Result<PathBuf> {
+    let profile = if release { "release" } else { "debug" };
+    step(&format!(
+        "The device module for the page (wasm-device, {profile})"
+    ));
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--locked",
+        "--target",
+        "wasm32-unknown-unknown",
+        "-p",
+        "wasm-device",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    run::run(cmd.current_dir(run::workspace_root()))?;
+    let target = run::target_dir()?;
+    let wasm = target
+        .join("wasm32-unknown-unknown")
+        .join(profile)
+        .join("wasm_device.wasm");
+    if !wasm.is_file() {
+        bail!("cargo built no {}", wasm.display());
+    }
+    let out = target.join("www-pkg").join(profile);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let bindgen = browser::wasm_bindgen()?;
+    run::run(
+        std::process::Command::new(bindgen)
+            .args(["--target", "web", "--out-dir"])
+            .arg(&out)
+            .arg(&wasm),
+    )?;
+    Ok(out)
+}
+
+/// What the static server serves.
+pub struct Site {
+    /// The page's own files (`www/`).
+    pub www: PathBuf,
+    /// The wasm-bindgen output, served as `/pkg/`.
+    pub pkg: PathBuf,
+    /// The model cache, served as `/models/`.
+    pub models: PathBuf,
+    /// The body of `/config.json`.
+    pub config: serde_json::Value,
+    /// More folders to serve, as (path, folder).
+    pub extra: Vec<(String, PathBuf)>,
+}
+
+impl Site {
+    /// The page of this repository with the module built by [`build_page`].
+    pub fn new(pkg: PathBuf, models: PathBuf, edge_url: &str) -> Site {
+        Site {
+            www: run::workspace_root().join("www"),
+            pkg,
+            models,
+            config: serde_json::json!({
+                "model_url": format!("models/{}", crate::models::DEVICE_FILE),
+                "edge_url": edge_url,
+            }),
+            extra: Vec::new(),
+        }
+    }
+}
+
+fn header_layer(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(
+        HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    )
+}
+
+/// The router of the static server.
+pub fn router(site: &Site) -> Router {
+    let config = site.config.to_string();
+    let no_cache = SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    let mut router = Router::new();
+    for (path, dir) in &site.extra {
+        router = router.nest_service(path, ServeDir::new(dir));
+    }
+    router
+        .route(
+            "/config.json",
+            axum::routing::get(move || {
+                let config = config.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], config) }
+            }),
+        )
+        .nest_service("/pkg", ServeDir::new(&site.pkg))
+        .nest_service("/models", ServeDir::new(&site.models))
+        .fallback_service(ServeDir::new(&site.www))
+        .layer(no_cache)
+        .layer(header_layer("cross-origin-opener-policy", "same-origin"))
+        .layer(header_layer("cross-origin-embedder-policy", "require-corp"))
+        .layer(header_layer("cross-origin-resource-policy", "same-origin"))
+}
+
+/// Binds `addr` and serves `site` on the current tokio runtime; returns the bound address.
+pub async fn serve(site: &Site, addr: SocketAddr) -> Result<SocketAddr> {
+    for (what, dir) in [
+        ("www", &site.www),
+        ("pkg", &site.pkg),
+        ("models", &site.models),
+    ] {
+        check_dir(what, dir)?;
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the page server to {addr}"))?;
+    let bound = listener.local_addr()?;
+    let app = router(site);
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            eprintln!("the page server stopped: {err}");
+        }
+    });
+    Ok(bound)
+}
+
+fn check_dir(what: &str, dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("the page's {what} folder {} is missing", dir.display());
+    }
+    Ok(())
+}
+
+/// `cargo xtask test`'s browser step: builds the page, serves it with an edge on loopback, and
+/// runs `tests/browser/*.test.mjs` (Node's test runner driving Debian's Chromium through
+/// playwright-core). The edge is a stub (see `stub_edge`) until `edge-host` serves the page.
+pub fn browser_tests() -> Result<()> {
+    let pkg = build_page(false)?;
+    let chromium = browser::chromium()?;
+    let tests = browser::node_packages()?;
+    step("Browser tests (tests/browser: Playwright driving Chromium, the page on loopback)");
+    let models = crate::models::cache_dir(None)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let (page, edge, dead) = runtime.block_on(async {
+        let edge = crate::stub_edge::serve(loopback).await?;
+        let edge_url = format!("http://{edge}");
+        let page = serve(&Site::new(pkg, models, &edge_url), loopback).await?;
+        // An address where nothing listens: the edge, stopped.
+        let dead = tokio::net::TcpListener::bind(loopback)
+            .await?
+            .local_addr()?;
+        anyhow::Ok((page, edge_url, format!("http://{dead}")))
+    })?;
+    let mut cmd = std::process::Command::new("node");
+    cmd.args(["--test", "--test-concurrency=1"])
+        .arg(tests.join("chat.test.mjs"))
+        .env("LADDER_PAGE_URL", format!("http://{page}/"))
+        .env("LADDER_EDGE_URL", &edge)
+        .env("LADDER_EDGE_KIND", "stub")
+        .env("LADDER_DEAD_EDGE_URL", &dead)
+        .env("CHROMIUM", &chromium)
+        .current_dir(&tests);
+    let result = run::run(&mut cmd);
+    runtime.shutdown_background();
+    result.context("the browser tests failed")
+}
