@@ -318,3 +318,35 @@ async fn shutdown_past_the_grace_period_ends_streams_with_an_error_event() {
         .expect("joined")
         .expect("cleanly");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_a_whole_answer_frees_its_slot_too() {
+    let Some(config) = config() else { return };
+    let server = Running::start(config).await;
+    let url = format!("{}/v1/chat/completions", server.url);
+    let body = json!({"messages": [{"role": "user", "content":
+                          "Write a very long story about a lighthouse."}],
+                      "max_tokens": 900, "temperature": 0});
+    let request = tokio::spawn(async move { client().post(&url).json(&body).send().await });
+    let mut admitted = false;
+    for _ in 0..100 {
+        if health(&server.url).await["active"] == 1 {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "the request reached the batch");
+    assert!(!request.is_finished(), "still generating when the client leaves");
+    request.abort();
+    let mut freed = false;
+    for _ in 0..100 {
+        let h = health(&server.url).await;
+        if h["active"] == 0 && h["waiting"] == 0 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(freed, "the sequence was dropped when its client left");
+}

@@ -11,6 +11,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+mod cloud;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Which benchmark: offload or engine (cloud, edge and device come with their issues).
@@ -42,16 +44,16 @@ pub fn run(args: &Args) -> Result<()> {
     let rows = match args.name.as_str() {
         "offload" => offload()?,
         "engine" => engine(args)?,
-        "cloud" | "edge" | "device" => bail!(
+        "cloud" => cloud::cloud(args)?,
+        "edge" | "device" => bail!(
             "benchmark `{}` is not built yet: it comes with the {} (see README.md, Status)",
             args.name,
             match args.name.as_str() {
-                "cloud" => "cloud host (issue 4)",
                 "edge" => "edge tier (issue 5)",
                 _ => "device tier (issue 6)",
             }
         ),
-        other => bail!("no benchmark named `{other}`; the benchmarks are: offload, engine"),
+        other => bail!("no benchmark named `{other}`; the benchmarks are: offload, engine, cloud"),
     };
     let report = Report {
         bench: args.name.clone(),

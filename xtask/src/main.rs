@@ -8,6 +8,7 @@ mod eval;
 mod llama_cpp;
 mod models;
 mod node;
+mod python;
 mod run;
 mod setup;
 mod stub_edge;

@@ -71,10 +71,17 @@ pub fn run(args: &Args) -> Result<()> {
         run::run(cmd.current_dir(&root))?;
     }
 
+    // Real clients and engines for the cloud host's tests: the official `openai` Python
+    // package, and llama.cpp's `llama-server` as the engine of upstream mode.
+    let python = crate::python::venv()?;
+    let llama = crate::llama_cpp::build(&["llama-server"])?;
+
     step("Tests (cargo test --workspace)");
     run::run(
         cargo()
             .args(["test", "--workspace", "--locked"])
+            .env("LADDER_PYTHON", &python)
+            .env("LADDER_LLAMA_SERVER", llama.join("llama-server"))
             .current_dir(&root),
     )?;
 
