@@ -337,7 +337,10 @@ async fn a_client_that_leaves_a_whole_answer_frees_its_slot_too() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(admitted, "the request reached the batch");
-    assert!(!request.is_finished(), "still generating when the client leaves");
+    assert!(
+        !request.is_finished(),
+        "still generating when the client leaves"
+    );
     request.abort();
     let mut freed = false;
     for _ in 0..100 {
