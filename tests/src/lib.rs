@@ -1,3 +1,9 @@
 //! Cross-crate tests: wasmtime component tests, the three-tier end-to-end test, and browser tests.
 //!
-//! Nothing here yet: the tiers these tests exercise come with issues 4, 5 and 6.
+//! This library holds what the test files share: [`build`] (the binaries and the edge
+//! component, built on demand), [`serve`] (servers started as processes on loopback, as users
+//! start them), and [`stub`] (a stub cloud tier).
+
+pub mod build;
+pub mod serve;
+pub mod stub;

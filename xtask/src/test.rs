@@ -43,7 +43,13 @@ pub fn run(args: &Args) -> Result<()> {
     // The simd128 kernels exist only on wasm32, so they are linted there too (with llm's
     // tests, which also run there; offload's use proptest, which does not build for wasm).
     step("Lints on wasm32 (cargo clippy --target wasm32-wasip2 -D warnings)");
-    for targets in [["-p", "llm", "--all-targets"], ["-p", "offload", "--lib"]] {
+    // The edge component's platform glue exists only there too, in both flavours.
+    for targets in [
+        &["-p", "llm", "--all-targets"][..],
+        &["-p", "offload", "--lib"],
+        &["-p", "edge-fn", "--lib"],
+        &["-p", "edge-fn", "--lib", "--features", "in-wasm"],
+    ] {
         run::run(
             cargo()
                 .args(["clippy", "--locked", "--target", "wasm32-wasip2"])
@@ -70,6 +76,9 @@ pub fn run(args: &Args) -> Result<()> {
         }
         run::run(cmd.current_dir(&root))?;
     }
+
+    // The component tests (tests/tests/edge_component.rs) serve both builds in edge-host.
+    crate::edge::build(false)?;
 
     // Real clients and engines for the cloud host's tests: the official `openai` Python
     // package, and llama.cpp's `llama-server` as the engine of upstream mode.

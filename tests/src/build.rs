@@ -1,0 +1,146 @@
+//! What the tests run, built on demand: the host binaries (`cargo build -p …`) and the edge
+//! component in both flavours (`cargo xtask edge-fn`). `cargo xtask test` builds them before the
+//! tests, so these calls find everything fresh; run alone (`cargo test -p ladder-tests`), they
+//! build what is missing. A lock file keeps test binaries running at once from building over
+//! each other.
+
+use anyhow::{Context, Result, bail};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The cargo target directory: the test executable is `<target>/<profile>/deps/<name>`.
+pub fn target() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// The models directory (`$LADDER_MODELS`, else `~/.cache/ladder/models`).
+pub fn models() -> PathBuf {
+    std::env::var_os("LADDER_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ladder/models")))
+        .unwrap_or_else(|| PathBuf::from(".cache/ladder/models"))
+}
+
+/// A model file from the models directory, or an error saying how to fetch it.
+pub fn model(file: &str) -> Result<PathBuf> {
+    let path = models().join(file);
+    if !path.is_file() {
+        bail!("{} is missing; run `cargo xtask models`", path.display());
+    }
+    Ok(path)
+}
+
+/// The edge model (Gemma-3-270M Q4_K_M) and its id, as `cargo xtask models` names them.
+pub const EDGE_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+pub const EDGE_MODEL_ID: &str = "gemma-3-270m-q4_k_m";
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace());
+    cmd
+}
+
+/// Runs `cmd` with the build lock held.
+fn locked(what: &str, mut cmd: Command) -> Result<()> {
+    // One build at a time within this process, and across test processes.
+    static LOCAL: Mutex<()> = Mutex::new(());
+    let _local = LOCAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = target();
+    std::fs::create_dir_all(&dir)?;
+    let lock = File::create(dir.join("ladder-tests-build.lock"))?;
+    lock.lock().context("locking the test build lock")?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("running cargo to build {what}"))?;
+    if !status.success() {
+        bail!("building {what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// A debug binary of the workspace (`cargo build -p PACKAGE --bin NAME`), once per process.
+pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let path = target().join("debug").join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let mut cmd = cargo();
+        cmd.args(["build", "-p", package, "--bin", name]);
+        locked(name, cmd)?;
+        built.push(name.to_string());
+    }
+    Ok(path)
+}
+
+/// The two builds of the edge component.
+#[derive(Debug, Clone)]
+pub struct Components {
+    pub wasi_nn: PathBuf,
+    pub in_wasm: PathBuf,
+}
+
+/// The edge component's debug builds, built by `cargo xtask edge-fn` unless both exist and are
+/// newer than every source they come from.
+pub fn edge_components() -> Result<Components> {
+    static DONE: OnceLock<Components> = OnceLock::new();
+    if let Some(done) = DONE.get() {
+        return Ok(done.clone());
+    }
+    let out = target().join("edge-fn").join("debug");
+    let components = Components {
+        wasi_nn: out.join("wasi-nn.wasm"),
+        in_wasm: out.join("in-wasm.wasm"),
+    };
+    if !fresh(&components)? {
+        let mut cmd = cargo();
+        cmd.args(["xtask", "edge-fn"]);
+        locked("the edge component", cmd)?;
+    }
+    Ok(DONE.get_or_init(|| components).clone())
+}
+
+/// Whether both builds exist and are newer than the sources of edge-fn, offload and llm.
+fn fresh(c: &Components) -> Result<bool> {
+    let built = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    let (Some(a), Some(b)) = (built(&c.wasi_nn), built(&c.in_wasm)) else {
+        return Ok(false);
+    };
+    let oldest = a.min(b);
+    let root = workspace();
+    let mut newest = None;
+    for dir in ["edge-fn/src", "edge-fn/wit", "offload/src", "llm/src"] {
+        newest_in(&root.join(dir), &mut newest)?;
+    }
+    for file in ["edge-fn/Cargo.toml", "Cargo.lock"] {
+        if let Ok(t) = root.join(file).metadata().and_then(|m| m.modified()) {
+            newest = newest.max(Some(t));
+        }
+    }
+    Ok(newest.is_none_or(|n| n <= oldest))
+}
+
+fn newest_in(dir: &Path, newest: &mut Option<std::time::SystemTime>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            newest_in(&entry.path(), newest)?;
+        } else if let Ok(t) = meta.modified() {
+            *newest = (*newest).max(Some(t));
+        }
+    }
+    Ok(())
+}
