@@ -12,10 +12,11 @@ use std::path::Path;
 use std::process::Command;
 
 mod cloud;
+mod device;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which benchmark: offload or engine (cloud, edge and device come with their issues).
+    /// Which benchmark: offload, engine, cloud, edge or device.
     pub name: String,
     /// Repetitions per measurement, alternating ours and the reference (engine).
     #[arg(long, default_value_t = 3)]
@@ -44,16 +45,12 @@ pub fn run(args: &Args) -> Result<()> {
     let rows = match args.name.as_str() {
         "offload" => offload()?,
         "engine" => engine(args)?,
+        "edge" => edge(args)?,
+        "device" => device::device(args)?,
         "cloud" => cloud::cloud(args)?,
-        "edge" | "device" => bail!(
-            "benchmark `{}` is not built yet: it comes with the {} (see README.md, Status)",
-            args.name,
-            match args.name.as_str() {
-                "edge" => "edge tier (issue 5)",
-                _ => "device tier (issue 6)",
-            }
+        other => bail!(
+            "no benchmark named `{other}`; the benchmarks are: offload, engine, cloud, edge, device"
         ),
-        other => bail!("no benchmark named `{other}`; the benchmarks are: offload, engine, cloud"),
     };
     let report = Report {
         bench: args.name.clone(),
@@ -295,6 +292,63 @@ fn llama_bench(bin: &Path, model: &Path, threads: usize) -> Result<(f64, f64)> {
         speeds.0, speeds.1
     );
     Ok(speeds)
+}
+
+/// The edge tier: decode speed of the edge model through the component (wasi-nn build in
+/// edge-host, in-wasm build) against `llm` called natively, and the per-request overhead of a
+/// request that does not touch the model against the 2 ms budget. `edge-host/examples/bench`
+/// measures all of it in one process; it is built with the dev profile, as the tests run
+/// (dependencies at opt-level 3, `llm` at 2), so both sides of every ratio run the same code.
+fn edge(args: &Args) -> Result<Vec<Row>> {
+    let dir = models::run(&models::Args {
+        dir: None,
+        verify: false,
+        keep_wheels: false,
+    })?;
+    let components = crate::edge::build(false)?;
+    step("Building the edge benchmark (edge-host/examples/bench)");
+    let root = run::workspace_root();
+    run::run(
+        cargo()
+            .args(["build", "--locked", "-p", "edge-host", "--example", "bench"])
+            .current_dir(&root),
+    )?;
+    let exe = run::target_dir()?.join("debug/examples/bench");
+    step(&format!(
+        "Benchmark: edge model decode through the component and natively ({} repetitions)",
+        args.reps.max(1)
+    ));
+    let out = run::output(
+        Command::new(&exe)
+            .arg("--wasi-nn")
+            .arg(&components.wasi_nn)
+            .arg("--in-wasm")
+            .arg(&components.in_wasm)
+            .arg("--model")
+            .arg(dir.join(models::EDGE_FILE))
+            .args(["--threads", "2", "--tokens", "32"])
+            .args(["--reps", &args.reps.max(1).to_string()]),
+    )?;
+    let mut rows = Vec::new();
+    for line in out.lines().filter(|l| l.trim_start().starts_with('{')) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).context("parsing the edge benchmark's rows")?;
+        let num = |k: &str| {
+            v[k].as_f64()
+                .with_context(|| format!("a row without `{k}`"))
+        };
+        rows.push(Row {
+            name: v["name"].as_str().unwrap_or_default().to_string(),
+            ours: num("ours")?,
+            reference: num("reference")?,
+            unit: if v["unit"] == "ms" { "ms" } else { "tok/s" },
+            ratio: num("ratio")?,
+        });
+    }
+    if rows.is_empty() {
+        bail!("the edge benchmark printed no rows");
+    }
+    Ok(rows)
 }
 
 /// The mean point estimate (ns) criterion wrote for one benchmark of this run.

@@ -1,0 +1,78 @@
+// `cargo xtask bench device` opens this page: it loads the same GGUF into wasm-device (in its
+// worker) and into wllama, then alternates their runs: prefill `prompt` tokens, decode
+// `decode` tokens without stopping at an end token, one thread each. The numbers are what each
+// engine reports of its own run; #result gets them as JSON when done.
+import { DeviceClient } from "./device.js";
+
+const q = new URLSearchParams(location.search);
+const MODEL = new URL(q.get("model") ?? "models/SmolLM2-135M-Instruct.Q4_1.gguf", location.href).href;
+const PROMPT = Number(q.get("prompt") ?? 128);
+const DECODE = Number(q.get("decode") ?? 64);
+const REPS = Number(q.get("reps") ?? 3);
+const WLLAMA = q.get("wllama") ?? "wllama/";
+
+const log = (line) => {
+  document.getElementById("log").textContent += `${line}\n`;
+};
+
+async function ours() {
+  const device = new DeviceClient();
+  const info = await device.load(MODEL, () => {});
+  log(`wasm-device loaded ${info.name} (${info.kernels}) in ${Math.round(info.load_ms)} ms`);
+  return {
+    run: () => device.bench(PROMPT, DECODE),
+    close: () => device.worker.terminate(),
+  };
+}
+
+async function wllama() {
+  const { Wllama } = await import(`./${WLLAMA}esm/index.js`);
+  const w = new Wllama({ default: new URL(`${WLLAMA}esm/wasm/wllama.wasm`, location.href).href }, { suppressNativeLog: true });
+  const t0 = performance.now();
+  await w.loadModelFromUrl(MODEL, { n_threads: 1, n_gpu_layers: 0, n_ctx: 1024, n_batch: 512, useCache: false });
+  log(`wllama ${Wllama.getLibllamaVersion?.() ?? ""} loaded in ${Math.round(performance.now() - t0)} ms, ` +
+    `threads=${w.getNumThreads()} multithread=${w.isMultithread()}`);
+  // A text of about PROMPT tokens; wllama reports how many it really had.
+  const text = "The quick brown fox jumps over the lazy dog. ".repeat(Math.ceil(PROMPT / 10));
+  return {
+    run: async () => {
+      const r = await w.createCompletion({ prompt: text, max_tokens: DECODE, temperature: 0, ignore_eos: true, cache_prompt: false });
+      const t = r.timings;
+      if (!t) throw new Error("wllama returned no timings");
+      return {
+        prompt_tokens: t.prompt_n, decode_tokens: t.predicted_n, prefill_ms: t.prompt_ms, decode_ms: t.predicted_ms,
+        prefill_tok_s: t.prompt_per_second, decode_tok_s: t.predicted_per_second,
+      };
+    },
+    close: () => w.exit(),
+  };
+}
+
+async function main() {
+  const engines = { "wasm-device": await ours(), wllama: await wllama() };
+  const runs = { "wasm-device": [], wllama: [] };
+  for (let i = 0; i < REPS; i++) {
+    for (const [name, engine] of Object.entries(engines)) {
+      const r = await engine.run();
+      runs[name].push(r);
+      log(`${name} run ${i + 1}: decode ${r.decode_tok_s.toFixed(1)} tok/s (${r.decode_tokens} tokens), ` +
+        `prefill ${r.prefill_tok_s.toFixed(1)} tok/s (${r.prompt_tokens} tokens)`);
+    }
+  }
+  for (const engine of Object.values(engines)) await engine.close();
+  const gpu = "gpu" in navigator ? Boolean(await navigator.gpu.requestAdapter()) : false;
+  return { runs, prompt: PROMPT, decode: DECODE, webgpu_adapter: gpu, user_agent: navigator.userAgent };
+}
+
+main().then(
+  (result) => {
+    const el = document.getElementById("result");
+    el.textContent = JSON.stringify(result);
+    el.dataset.state = "done";
+  },
+  (err) => {
+    const el = document.getElementById("result");
+    el.textContent = JSON.stringify({ error: String(err?.message ?? err) });
+    el.dataset.state = "error";
+  },
+);
