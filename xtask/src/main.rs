@@ -4,6 +4,8 @@
 
 mod bench;
 mod browser;
+mod demo;
+mod edge;
 mod eval;
 mod llama_cpp;
 mod models;
@@ -36,13 +38,15 @@ enum Command {
     Models(models::Args),
     /// Set up, then run every check: formatting, clippy, all tests, the wasm builds.
     Test(test::Args),
-    /// Run the three tiers and the chat page (not built yet; says what is missing).
-    Demo,
+    /// Set up, then run the three tiers and the chat page and print the page's URL.
+    Demo(demo::Args),
     /// Run a benchmark, print its table and write target/bench/NAME.json.
     Bench(bench::Args),
     /// Reproduce the RecServe comparison on the datasets: traces, replays, tables, plots
     /// (target/eval; `--quick` for CI, in target/eval/quick).
     Eval(eval::Args),
+    /// Build the edge component in both flavours into target/edge-fn/PROFILE/.
+    EdgeFn(edge::Args),
 }
 
 fn main() {
@@ -50,36 +54,14 @@ fn main() {
         Command::Setup(args) => setup::run(&args),
         Command::Models(args) => models::run(&args).map(|_| ()),
         Command::Test(args) => test::run(&args),
-        Command::Demo => demo(),
+        Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::EdgeFn(args) => edge::run(&args),
     };
     if let Err(err) = result {
         // One line per cause, without a backtrace: these are reports for people, not bugs.
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }
-}
-
-/// The demo needs all three tiers, which later issues build; until then say exactly what is
-/// missing rather than pretend.
-fn demo() -> Result<()> {
-    let missing = [
-        ("llm", "GGUF inference engine (issue 3)"),
-        ("cloud-host", "the cloud tier server (issue 4)"),
-        (
-            "edge-fn + edge-host",
-            "the edge component and its wasmtime host (issue 5)",
-        ),
-        (
-            "wasm-device + www",
-            "the browser tier and the chat page (issue 6)",
-        ),
-    ];
-    eprintln!("The demo cannot run yet: these parts are not built:");
-    for (part, what) in missing {
-        eprintln!("  - {part}: {what}");
-    }
-    eprintln!("What works today: `cargo xtask test` and `cargo xtask bench offload`.");
-    std::process::exit(2);
 }

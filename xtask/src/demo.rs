@@ -1,0 +1,136 @@
+//! `cargo xtask demo`: the three tiers and the chat page on this machine. It builds what is
+//! missing, starts `cloud-host` (the largest default model) and `edge-host` (the edge component
+//! of `edge-fn/spin.toml`, its cloud URL pointing at that cloud host, CORS open to the page),
+//! serves the page with COOP/COEP headers, prints the page's URL, and stops everything on
+//! Ctrl-C.
+
+use crate::run::{self, cargo, step};
+use crate::{models, web};
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the page is served.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Kernel threads of each host (default: 1 each, so the browser keeps a core).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Skip the setup step (targets, Chromium, wasm-bindgen and the models must be there).
+    #[arg(long)]
+    pub no_setup: bool,
+}
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` (which gets `--addr 127.0.0.1:0`) and waits for its `listening on URL` line.
+fn start(name: &str, cmd: &mut Command) -> Result<Server> {
+    cmd.args(["--addr", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    break url.trim().to_string();
+                }
+            }
+            _ => {
+                let status = child.wait()?;
+                bail!("{name} exited before it was listening ({status})");
+            }
+        }
+    };
+    // Keep reading, so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    eprintln!("  {name}: {url}");
+    Ok(Server { child, url })
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if !args.no_setup {
+        crate::setup::run(&crate::setup::Args { no_models: false })?;
+    }
+    let dir = models::run(&models::Args {
+        dir: None,
+        verify: false,
+        keep_wheels: false,
+    })?;
+    let root = run::workspace_root();
+    step("Building the hosts (cloud-host, edge-host)");
+    run::run(
+        cargo()
+            .args(["build", "--locked", "-p", "cloud-host", "-p", "edge-host"])
+            .current_dir(&root),
+    )?;
+    // The manifest names the release build of the component.
+    crate::edge::build(true)?;
+    let pkg = web::build_page(true)?;
+    let bin = run::target_dir()?.join("debug");
+
+    step("Starting the tiers");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.addr))
+        .with_context(|| format!("binding the page's address {}", args.addr))?;
+    let page = format!("http://{}", listener.local_addr()?);
+    let threads = args.threads.to_string();
+    let cloud = start(
+        "cloud-host",
+        Command::new(bin.join("cloud-host"))
+            .arg("--model")
+            .arg(dir.join(models::EDGE_FILE))
+            .args(["--threads", &threads])
+            .current_dir(&root),
+    )?;
+    let edge = start(
+        "edge-host",
+        Command::new(bin.join("edge-host"))
+            .arg("--manifest")
+            .arg(root.join("edge-fn/spin.toml"))
+            .arg("--var")
+            .arg(format!("cloud_url={}", cloud.url))
+            .args(["--cors-origin", &page, "--threads", &threads])
+            .arg("--models")
+            .arg(&dir)
+            .current_dir(&root),
+    )?;
+    let site = web::Site::new(pkg, dir, &edge.url);
+    runtime.block_on(async {
+        let app = web::router(&site);
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                eprintln!("the page server stopped: {err}");
+            }
+        });
+    });
+    eprintln!("\nThe chat page (device tier in the browser, edge and cloud on this machine):");
+    println!("{page}/");
+    eprintln!("Ctrl-C stops the demo.");
+    runtime.block_on(tokio::signal::ctrl_c())?;
+    eprintln!("stopping");
+    drop((edge, cloud));
+    runtime.shutdown_background();
+    Ok(())
+}
