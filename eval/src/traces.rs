@@ -416,13 +416,15 @@ pub fn wire_options(item: &Item) -> Option<Vec<String>> {
 }
 
 /// The OpenAI chat request a client sends a tier for `item`: the prompt as one user message,
-/// `logprobs` on, `max_tokens`, and `offload.task` (with [`wire_options`]). This is a trace
-/// record's policy-independent `request_body`.
+/// `max_tokens`, and `offload.task` (with [`wire_options`]). This is a trace record's
+/// policy-independent `request_body`. It does not ask for `logprobs`: every tier computes its
+/// own confidence and reports it in its hop record, so no tier needs the log-probs of the tiers
+/// above, and [`client_response`] carries none (asking for them would add them to every
+/// response on the way down, and to the bytes counted).
 pub fn client_request(item: &Item, model: &str, max_tokens: u32) -> ChatCompletionRequest {
     let mut request = ChatCompletionRequest::new(vec![ChatMessage::user(item.prompt())]);
     request.model = Some(model.to_string());
     request.max_tokens = Some(max_tokens);
-    request.logprobs = true;
     request.offload = Some(match wire_options(item) {
         Some(options) => OffloadRequest::with_options(item.task, options),
         None => OffloadRequest::new(item.task),
