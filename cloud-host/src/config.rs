@@ -74,7 +74,7 @@ fn default_connect_timeout() -> u64 {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
             model: None,
             model_id: None,
             threads: None,

@@ -25,7 +25,7 @@ struct Cli {
     /// The model's id in responses
     #[arg(long)]
     model_id: Option<String>,
-    /// Address to listen on; port 0 picks a free one [default: 127.0.0.1:8080]
+    /// Address to listen on; port 0 picks a free one [default: 127.0.0.1:8081]
     #[arg(long)]
     addr: Option<SocketAddr>,
     /// Kernel threads [default: $LADDER_THREADS, else every core]

@@ -17,7 +17,6 @@ mod stub_edge;
 mod test;
 mod web;
 
-use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
