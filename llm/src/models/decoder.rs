@@ -107,6 +107,18 @@ impl Cache {
             self.len = len;
         }
     }
+
+    /// A copy of the first `len` positions (at most all of them).
+    pub fn prefix(&self, len: usize, kv_dim: usize) -> Cache {
+        let len = len.min(self.len);
+        let copy =
+            |layers: &[Vec<f32>]| layers.iter().map(|c| c[..len * kv_dim].to_vec()).collect();
+        Cache {
+            k: copy(&self.k),
+            v: copy(&self.v),
+            len,
+        }
+    }
 }
 
 /// A sequence in a forward pass: its cache and the tokens that follow what it holds.

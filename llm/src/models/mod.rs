@@ -226,6 +226,18 @@ impl Session {
             self.cache.truncate(len, self.inner.decoder.kv_dim());
         }
     }
+
+    /// A new session holding the first `len` tokens of this one, copying only their part of
+    /// the KV cache (a cached prompt prefix reused by another request).
+    pub fn fork(&self, len: usize) -> Session {
+        let len = len.min(self.tokens.len());
+        Session {
+            inner: Arc::clone(&self.inner),
+            cache: self.cache.prefix(len, self.inner.decoder.kv_dim()),
+            tokens: self.tokens[..len].to_vec(),
+            context: self.context,
+        }
+    }
 }
 
 /// One forward pass for many sequences of the same model: feeds `tokens[i]` after what

@@ -460,6 +460,13 @@ fn forks_and_truncation_continue_from_the_shared_prefix() {
     fresh.feed(&PROMPT[..4]).expect("prefix");
     let d = fresh.feed(&[77]).expect("step");
     assert_eq!(c, d);
+    // A fork of a prefix copies only that prefix and continues like a fresh prefill.
+    let mut long = model.session();
+    long.feed(&PROMPT).expect("whole prompt");
+    let mut short = long.fork(4);
+    assert_eq!(short.tokens(), &PROMPT[..4]);
+    assert_eq!(short.feed(&[77]).expect("after the fork"), d);
+    assert_eq!(long.fork(usize::MAX).tokens(), &PROMPT[..]);
 }
 
 #[test]
