@@ -4,6 +4,13 @@
 //! against llama.cpp's `llama-server`.
 //!
 //! Usage: loadgen URL CLIENTS REQUESTS_PER_CLIENT MAX_TOKENS
+//!
+//! Every request's message starts with a number of its own, different in this run and from
+//! earlier runs, so no two prompts share more than the chat template's prefix: a server that
+//! caches prompts (llama-server does by default) can reuse that prefix, as it would for real
+//! traffic, but not an earlier request's whole prompt. Each request opens its
+//! own connection: llama-server closes a connection after a streamed answer, and a pooled
+//! client would count its next request on that connection as an error.
 
 use offload::wire::{SseDecoder, SseEvent};
 use serde_json::{Value, json};
@@ -105,11 +112,16 @@ async fn main() {
     };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap_or_else(|e| {
             eprintln!("no HTTP client: {e}");
             std::process::exit(1);
         });
+    // Differs between runs, so a prompt cache holds nothing past the template from a run before.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() / 1000);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -118,8 +130,9 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for r in 0..per_client {
-                let prompt = PROMPTS[(c * per_client + r) % PROMPTS.len()];
-                out.push(one(&client, &url, prompt, max_tokens).await);
+                let n = c * per_client + r;
+                let prompt = format!("Request {run}-{n}. {}", PROMPTS[n % PROMPTS.len()]);
+                out.push(one(&client, &url, &prompt, max_tokens).await);
             }
             out
         }));

@@ -30,6 +30,9 @@ pub struct Config {
     /// Prompt tokens processed per batched step (long prompts are split so that sequences
     /// already decoding are not stalled behind them).
     pub prefill_chunk: usize,
+    /// Tokens of finished sequences' KV caches kept for reuse by prompts that start the same
+    /// way (0 turns prefix reuse off).
+    pub prefix_cache_tokens: usize,
     /// `max_tokens` when a request does not set it (capped by the context left).
     pub default_max_tokens: u32,
     /// A request's whole time limit; a generation still running then ends with
@@ -82,6 +85,7 @@ impl Default for Config {
             max_batch: 16,
             max_queue: 64,
             prefill_chunk: 256,
+            prefix_cache_tokens: 4096,
             default_max_tokens: 512,
             request_timeout_secs: 600,
             shutdown_grace_secs: 30,

@@ -120,6 +120,7 @@ impl Server {
                         max_batch: config.max_batch,
                         max_queue: config.max_queue,
                         prefill_chunk: config.prefill_chunk,
+                        prefix_cache_tokens: config.prefix_cache_tokens,
                     },
                 )
                 .map_err(StartError::Thread)?;
@@ -164,7 +165,12 @@ impl Server {
             let _ = signalled.send(true);
         };
         let app = api::router(Arc::clone(&state));
-        let serve = axum::serve(self.listener, app)
+        // Without TCP_NODELAY each streamed token after the first may wait for the client's
+        // delayed ACK (up to 40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let serve = axum::serve(listener, app)
             .with_graceful_shutdown(signal)
             .into_future();
         tokio::pin!(serve);

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub request_duration: Histogram,
     pub queue_depth: Gauge,
     pub active_sequences: Gauge,
+    pub prefix_reused_tokens: Counter,
+    /// One render at a time, so the reused-token counter catches up exactly once.
+    rendering: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -71,7 +74,15 @@ impl Default for Metrics {
             "Sequences in the running batch",
             active_sequences.clone(),
         );
+        let prefix_reused_tokens = Counter::default();
+        registry.register(
+            "prefix_reused_tokens",
+            "Prompt tokens taken from cached sequences instead of computed",
+            prefix_reused_tokens.clone(),
+        );
         Metrics {
+            prefix_reused_tokens,
+            rendering: std::sync::Mutex::new(()),
             registry,
             requests,
             prompt_tokens,
@@ -110,7 +121,15 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self, waiting: usize, active: usize) -> String {
+    pub fn render(&self, waiting: usize, active: usize, reused_tokens: u64) -> String {
+        let _one = self
+            .rendering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = self.prefix_reused_tokens.get();
+        if reused_tokens > seen {
+            self.prefix_reused_tokens.inc_by(reused_tokens - seen);
+        }
         self.queue_depth.set(waiting as i64);
         self.active_sequences.set(active as i64);
         let mut out = String::new();

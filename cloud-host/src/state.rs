@@ -53,10 +53,12 @@ impl AppState {
     }
 
     /// Requests waiting and sequences running (0 in upstream mode).
-    pub fn load(&self) -> (usize, usize) {
+    /// Requests waiting, sequences in the batch, and prompt tokens reused from the prefix
+    /// cache so far (all 0 in upstream mode).
+    pub fn load(&self) -> (usize, usize, u64) {
         match &self.engine {
-            Engine::Local(s) => (s.waiting(), s.active()),
-            Engine::Upstream(_) => (0, 0),
+            Engine::Local(s) => (s.waiting(), s.active(), s.reused_tokens()),
+            Engine::Upstream(_) => (0, 0, 0),
         }
     }
 }

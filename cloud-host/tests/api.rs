@@ -266,3 +266,58 @@ async fn models_health_and_metrics() {
     );
     assert!(metrics.contains("ladder_cloud_completion_tokens_total"));
 }
+
+/// The `ladder_cloud_prefix_reused_tokens_total` counter.
+async fn reused_tokens(url: &str) -> u64 {
+    let metrics = client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ladder_cloud_prefix_reused_tokens_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no reused-token counter in {metrics}"))
+}
+
+#[tokio::test]
+async fn a_later_turn_reuses_the_cached_prefix_and_answers_the_same() {
+    let Some(config) = config() else { return };
+    let first = question("Name three colours of the rainbow.");
+    // The second turn starts with the whole first exchange.
+    let ask = |server: String, body: Value| async move {
+        let response = post(&format!("{server}/v1/chat/completions"), &body).await;
+        assert_eq!(response.status(), 200);
+        let answer: ChatCompletionResponse = response.json().await.expect("a chat completion");
+        answer.text().expect("a choice").into_owned()
+    };
+    let mut answers = Vec::new();
+    for cache in [4096, 0] {
+        let server = Running::start(cloud_host::Config {
+            prefix_cache_tokens: cache,
+            ..config.clone()
+        })
+        .await;
+        let reply = ask(server.url.clone(), first.clone()).await;
+        let mut second = first.clone();
+        if let Some(messages) = second["messages"].as_array_mut() {
+            messages.push(json!({"role": "assistant", "content": reply}));
+            messages.push(json!({"role": "user", "content": "And two more?"}));
+        }
+        let before = reused_tokens(&server.url).await;
+        let next = ask(server.url.clone(), second).await;
+        let reused = reused_tokens(&server.url).await - before;
+        if cache > 0 {
+            // At least the system message and the first question came from the cache.
+            assert!(reused >= 16, "{reused} tokens reused");
+        } else {
+            assert_eq!(reused, 0);
+        }
+        answers.push((reply, next));
+    }
+    assert_eq!(answers[0], answers[1], "reuse changes no output");
+}

@@ -18,7 +18,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<ModelList> {
 }
 
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let (waiting, active) = state.load();
+    let (waiting, active, _) = state.load();
     let engine = match &state.engine {
         Engine::Local(s) => json!({
             "kind": "local",
@@ -41,8 +41,11 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let (waiting, active) = state.load();
-    let mut response = state.metrics.render(waiting, active).into_response();
+    let (waiting, active, reused) = state.load();
+    let mut response = state
+        .metrics
+        .render(waiting, active, reused)
+        .into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -2,6 +2,7 @@
 //! OpenAI-compatible engine this host fronts ([`Upstream`]). Both report a request's progress as
 //! the same stream of [`Event`]s, so the API layer formats answers one way for both.
 
+pub mod prefix;
 pub mod scheduler;
 pub mod upstream;
 

@@ -8,9 +8,15 @@
 //! A sequence whose client went away (its [`Answering`] was dropped) is removed before the next
 //! step, so its slot frees at once.
 //!
+//! A finished sequence's KV cache goes to a [`PrefixCache`]: a new prompt that starts with the
+//! same tokens (the chat template's system prompt, an earlier turn of the conversation) is
+//! admitted with a fork of that prefix and prefills only the rest. Logits do not change: the
+//! engine computes every position the same way whatever the batch or chunk it is fed in.
+//!
 //! Option scoring (classification) runs `llm::generate::score_options` between steps, one
 //! request at a time: its prompts are short and its options a few tokens.
 
+use super::prefix::PrefixCache;
 use super::{Answering, Event, Piece};
 use crate::error::ApiError;
 use llm::generate::{Decoder, FinishReason as LlmFinish, SamplingParams, score_options};
@@ -18,7 +24,7 @@ use llm::models::{Model, Session, feed_batch};
 use llm::{CancelToken, TokenId, Tokenizer};
 use offload::wire::{FinishReason, TokenLogprob, TopLogprob};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -29,6 +35,8 @@ pub struct SchedulerConfig {
     pub max_batch: usize,
     pub max_queue: usize,
     pub prefill_chunk: usize,
+    /// Tokens of finished sequences' caches kept for reuse (0: none).
+    pub prefix_cache_tokens: usize,
 }
 
 /// What a request asks of the model.
@@ -61,6 +69,8 @@ struct Shared {
     wake: Condvar,
     waiting_len: AtomicUsize,
     active_len: AtomicUsize,
+    /// Prompt tokens taken from the prefix cache instead of computed.
+    reused_tokens: AtomicU64,
 }
 
 #[derive(Default)]
@@ -93,6 +103,7 @@ impl Scheduler {
             wake: Condvar::new(),
             waiting_len: AtomicUsize::new(0),
             active_len: AtomicUsize::new(0),
+            reused_tokens: AtomicU64::new(0),
         });
         let worker = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -148,6 +159,11 @@ impl Scheduler {
     /// Sequences in the batch.
     pub fn active(&self) -> usize {
         self.shared.active_len.load(Ordering::Relaxed)
+    }
+
+    /// Prompt tokens so far that came from the prefix cache instead of a prefill.
+    pub fn reused_tokens(&self) -> u64 {
+        self.shared.reused_tokens.load(Ordering::Relaxed)
     }
 
     /// Stops taking requests; those queued or running still finish.
@@ -250,13 +266,26 @@ impl Active {
 struct Batch {
     shared: Arc<Shared>,
     active: Vec<Active>,
+    prefixes: PrefixCache<Session>,
 }
 
 impl Batch {
     fn new(shared: Arc<Shared>) -> Self {
         Batch {
+            prefixes: PrefixCache::new(shared.config.prefix_cache_tokens),
             shared,
             active: Vec::new(),
+        }
+    }
+
+    /// Takes finished sequences out of the batch, keeping their caches for reuse.
+    fn retire_done(&mut self) {
+        let (done, active): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|a| a.done);
+        self.active = active;
+        for a in done {
+            self.prefixes.insert(a.session.tokens().to_vec(), a.session);
         }
     }
 
@@ -321,9 +350,18 @@ impl Batch {
                 Work::Score(_) => scoring.push(queued),
                 Work::Generate(params) => {
                     let decoder = Decoder::new(params.clone());
+                    let (session, fed) = match self.prefixes.longest(&queued.job.prompt) {
+                        Some((cached, len)) => {
+                            shared
+                                .reused_tokens
+                                .fetch_add(len as u64, Ordering::Relaxed);
+                            (cached.fork(len), len)
+                        }
+                        None => (shared.model.session(), 0),
+                    };
                     self.active.push(Active {
-                        session: shared.model.session(),
-                        fed: 0,
+                        session,
+                        fed,
                         next: None,
                         decoder: Some(decoder),
                         admitted: Instant::now(),
@@ -387,7 +425,7 @@ impl Batch {
                 a.finish(LlmFinish::Length, tail);
             }
         }
-        self.active.retain(|a| !a.done);
+        self.retire_done();
         self.shared
             .active_len
             .store(self.active.len(), Ordering::Relaxed);
@@ -409,7 +447,7 @@ impl Batch {
                 a.finish(LlmFinish::Length, tail);
             }
         }
-        self.active.retain(|a| !a.done);
+        self.retire_done();
 
         // Decoding sequences feed one token each; prompts share the prefill budget, oldest
         // first (the batch is in admission order).
