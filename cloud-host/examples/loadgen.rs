@@ -121,7 +121,7 @@ async fn main() {
     // Differs between runs, so a prompt cache holds nothing past the template from a run before.
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() / 1000);
+        .map_or(0, |d| d.subsec_micros());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
