@@ -4,12 +4,11 @@
 
 use crate::backend::{Backend, FEED_CHUNK, Sequence};
 use crate::error::EdgeError;
-use llm::chat::{Message, Role as LlmRole};
 use llm::generate::{Decoder, FinishReason as LlmFinish, SamplingParams};
 use llm::{EncodeOptions, TokenId};
 use offload::Confidence;
 use offload::confidence::{PerplexityAccumulator, pick, softmax};
-use offload::wire::{ChatCompletionRequest, FinishReason, Role, TokenLogprob, TopLogprob};
+use offload::wire::{ChatCompletionRequest, FinishReason, TokenLogprob};
 use std::time::Instant;
 
 /// OpenAI's default temperature.
@@ -45,11 +44,7 @@ pub fn plan<B: Backend>(
             backend.model_id()
         ))
     })?;
-    let messages: Vec<Message> = request
-        .messages
-        .iter()
-        .map(|m| Message::new(role(m.role), m.text().into_owned()))
-        .collect();
+    let messages = llm::wire::messages(&request.messages);
     let prompt = template.encode(backend.tokenizer(), &messages, true);
     let context = backend.context_length();
     if let Some(options) = request.offload.as_ref().and_then(|o| o.options.clone()) {
@@ -108,14 +103,6 @@ pub fn plan<B: Backend>(
     })
 }
 
-fn role(role: Role) -> LlmRole {
-    match role {
-        Role::System => LlmRole::System,
-        Role::User | Role::Tool => LlmRole::User,
-        Role::Assistant => LlmRole::Assistant,
-    }
-}
-
 /// The model's answer with what it cost.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -156,22 +143,12 @@ pub fn run<B: Backend>(backend: &B, plan: &Plan, received: Instant) -> Result<An
             let scores = seq.score_options(tokens)?;
             let (best, confidence) = pick(&scores)?;
             let probs = softmax(&scores)?;
-            let mut order: Vec<usize> = (0..options.len()).collect();
-            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-            let entry = |i: usize| TopLogprob {
-                token: options[i].clone(),
-                logprob: probs[i].ln(),
-                bytes: Some(options[i].as_bytes().to_vec()),
-            };
-            let text = options[best].clone();
+            let logprob = TokenLogprob::for_options(options, &probs, best, options.len())
+                .ok_or_else(|| EdgeError::Model("the options were not all scored".into()))?;
+            let text = logprob.token.clone();
             Ok(Answer {
                 pieces: vec![text.clone()],
-                logprobs: vec![TokenLogprob {
-                    token: text.clone(),
-                    logprob: probs[best].ln(),
-                    bytes: Some(text.as_bytes().to_vec()),
-                    top_logprobs: order.into_iter().map(entry).collect(),
-                }],
+                logprobs: vec![logprob],
                 text,
                 finish: FinishReason::Stop,
                 confidence,
@@ -197,26 +174,7 @@ pub fn run<B: Backend>(backend: &B, plan: &Plan, received: Instant) -> Result<An
                 text.push_str(&token.text);
                 pieces.push(token.text.clone());
                 perplexity.push(f64::from(token.logprob))?;
-                logprobs.push(TokenLogprob {
-                    token: String::from_utf8_lossy(&token.bytes).into_owned(),
-                    logprob: f64::from(token.logprob),
-                    bytes: Some(token.bytes.clone()),
-                    top_logprobs: token
-                        .top
-                        .iter()
-                        .map(|&(id, lp)| {
-                            let bytes = tokenizer
-                                .token_bytes(id, false)
-                                .map(|b| b.into_owned())
-                                .unwrap_or_default();
-                            TopLogprob {
-                                token: String::from_utf8_lossy(&bytes).into_owned(),
-                                logprob: f64::from(lp),
-                                bytes: Some(bytes),
-                            }
-                        })
-                        .collect(),
-                });
+                logprobs.push(llm::wire::token_logprob(&token, tokenizer));
                 if decoder.finish_reason().is_some() {
                     break;
                 }
@@ -247,17 +205,5 @@ pub fn run<B: Backend>(backend: &B, plan: &Plan, received: Instant) -> Result<An
                 first_token_ms: first_token_ms.unwrap_or_else(|| ms_since(received)),
             })
         }
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_map_to_the_template() {
-        assert_eq!(role(Role::Tool), LlmRole::User);
-        assert_eq!(role(Role::System), LlmRole::System);
     }
 }

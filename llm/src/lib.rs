@@ -25,6 +25,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod models;
 pub mod tokenizer;
+pub mod wire;
 
 pub use chat::{ChatTemplate, Message, Role};
 pub use error::{Error, Result};

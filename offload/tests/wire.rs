@@ -1157,3 +1157,21 @@ proptest! {
         prop_assert!(err.is_err());
     }
 }
+
+#[test]
+fn an_option_answer_lists_the_options_most_likely_first() {
+    use offload::wire::TokenLogprob;
+    let options = vec!["negative".to_string(), "positive".into(), "neutral".into()];
+    let probs = [0.2, 0.6, 0.2];
+    let lp = TokenLogprob::for_options(&options, &probs, 1, 2).expect("an answer");
+    assert_eq!(lp.token, "positive");
+    assert!((lp.logprob - 0.6f64.ln()).abs() < 1e-12);
+    let top: Vec<&str> = lp.top_logprobs.iter().map(|t| t.token.as_str()).collect();
+    assert_eq!(
+        top,
+        ["positive", "negative"],
+        "ties keep the options' order"
+    );
+    assert_eq!(TokenLogprob::for_options(&options, &probs, 3, 2), None);
+    assert_eq!(TokenLogprob::for_options(&options, &probs[..2], 0, 2), None);
+}

@@ -16,7 +16,7 @@ use offload::wire::{
     ChatChoice, ChatCompletionChunk, ChatCompletionResponse, ChatMessage, ChoiceLogprobs,
     ChunkChoice, CompletionChoice, CompletionLogprobs, CompletionResponse, DONE, Delta,
     ErrorResponse, FinishReason, HopOutcome, HopRecord, LinkBytes, OffloadRequest, OffloadResponse,
-    Role, Timings, TokenCounts, TokenLogprob, TopLogprob, TopLogprobMap, Usage, encode_event,
+    Role, Timings, TokenCounts, TokenLogprob, TopLogprobMap, Usage, encode_event,
 };
 use offload::{TaskType, Tier, TierSet};
 use std::convert::Infallible;
@@ -117,23 +117,8 @@ impl Tally {
 fn option_answer(options: &[String], scores: &[f64], top: usize) -> Option<(String, TokenLogprob)> {
     let (best, _) = pick(scores).ok()?;
     let probs = softmax(scores).ok()?;
-    let mut order: Vec<usize> = (0..options.len()).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    let entry = |i: usize| TopLogprob {
-        token: options[i].clone(),
-        logprob: probs[i].ln(),
-        bytes: Some(options[i].as_bytes().to_vec()),
-    };
-    let text = options.get(best)?.clone();
-    Some((
-        text.clone(),
-        TokenLogprob {
-            token: text.clone(),
-            logprob: probs[best].ln(),
-            bytes: Some(text.into_bytes()),
-            top_logprobs: order.into_iter().take(top).map(entry).collect(),
-        },
-    ))
+    let logprob = TokenLogprob::for_options(options, &probs, best, top)?;
+    Some((logprob.token.clone(), logprob))
 }
 
 fn ms(d: Duration) -> f64 {

@@ -8,9 +8,8 @@ use crate::state::{AppState, Engine, unix_now};
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use llm::chat::{Message, Role as LlmRole};
 use offload::Tier;
-use offload::wire::{ChatCompletionRequest, OffloadRequest, Role};
+use offload::wire::{ChatCompletionRequest, OffloadRequest};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,11 +44,7 @@ pub async fn handle(State(state): State<Arc<AppState>>, body: Body) -> Result<Re
                     Some("messages"),
                 )
             })?;
-            let messages: Vec<Message> = request
-                .messages
-                .iter()
-                .map(|m| Message::new(role(m.role), m.text().into_owned()))
-                .collect();
+            let messages = llm::wire::messages(&request.messages);
             let prompt = template.encode(model.tokenizer(), &messages, true);
             let sampling = Sampling {
                 max_tokens: request.max_output_tokens(),
@@ -90,13 +85,4 @@ pub(super) fn refuse_loops(offload: Option<&OffloadRequest>) -> Result<(), ApiEr
         ));
     }
     Ok(())
-}
-
-/// Tool results are read as user turns: the templates have no tool role, and tiers call no tools.
-fn role(role: Role) -> LlmRole {
-    match role {
-        Role::System => LlmRole::System,
-        Role::User | Role::Tool => LlmRole::User,
-        Role::Assistant => LlmRole::Assistant,
-    }
 }

@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use llm::generate::{Decoder, FinishReason as LlmFinish, SamplingParams, score_options};
 use llm::models::{Model, Session, feed_batch};
 use llm::{CancelToken, TokenId, Tokenizer};
-use offload::wire::{FinishReason, TokenLogprob, TopLogprob};
+use offload::wire::FinishReason;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -535,24 +535,8 @@ impl Batch {
 
 /// The wire form of a generated token: its text and log-prob, with its alternatives.
 fn piece(token: &llm::Token, tokenizer: &Tokenizer) -> Piece {
-    let alt = |id: TokenId, logprob: f32| {
-        let bytes = tokenizer
-            .token_bytes(id, false)
-            .map(|b| b.into_owned())
-            .unwrap_or_default();
-        TopLogprob {
-            token: String::from_utf8_lossy(&bytes).into_owned(),
-            logprob: f64::from(logprob),
-            bytes: Some(bytes),
-        }
-    };
     Piece {
         text: token.text.clone(),
-        logprobs: vec![TokenLogprob {
-            token: String::from_utf8_lossy(&token.bytes).into_owned(),
-            logprob: f64::from(token.logprob),
-            bytes: Some(token.bytes.clone()),
-            top_logprobs: token.top.iter().map(|&(id, lp)| alt(id, lp)).collect(),
-        }],
+        logprobs: vec![llm::wire::token_logprob(token, tokenizer)],
     }
 }

@@ -474,6 +474,37 @@ pub struct TokenLogprob {
     pub top_logprobs: Vec<TopLogprob>,
 }
 
+impl TokenLogprob {
+    /// A classification answer as one "token": the option at `chosen` with its log-prob, and
+    /// the `top` most likely options (most likely first, ties in option order) as its
+    /// alternatives. `probs` are the options' probabilities (the softmax of their scores).
+    /// `None` when `chosen` or a probability is missing.
+    pub fn for_options(
+        options: &[String],
+        probs: &[f64],
+        chosen: usize,
+        top: usize,
+    ) -> Option<Self> {
+        if probs.len() != options.len() {
+            return None;
+        }
+        let text = options.get(chosen)?;
+        let mut order: Vec<usize> = (0..options.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let entry = |i: usize| TopLogprob {
+            token: options[i].clone(),
+            logprob: probs[i].ln(),
+            bytes: Some(options[i].as_bytes().to_vec()),
+        };
+        Some(TokenLogprob {
+            token: text.clone(),
+            logprob: probs[chosen].ln(),
+            bytes: Some(text.as_bytes().to_vec()),
+            top_logprobs: order.into_iter().take(top).map(entry).collect(),
+        })
+    }
+}
+
 /// The log-probs of a choice: one entry per generated token. A tier that did not get them from
 /// its engine cannot compute a perplexity confidence.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
