@@ -17,6 +17,8 @@
 //!   sequences with their own KV caches.
 //! - [`generate`] decodes with sampling, stop strings, cancellation and per-token log-probs,
 //!   and scores options for classification.
+//! - [`wire`] converts between these and `offload`'s OpenAI wire types (messages in, token
+//!   log-probs out), for every tier that serves the API.
 
 pub mod chat;
 pub mod error;
