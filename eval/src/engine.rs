@@ -130,7 +130,7 @@ pub fn models_dir() -> Result<PathBuf> {
 
 /// The version of the engine's prompting (part of every trace key with the tier's style,
 /// shots and exemplar ids): change the way prompts are built and this must change.
-pub const ENGINE_TEMPLATE_ID: &str = "ladder-engine-v1";
+pub const ENGINE_TEMPLATE_ID: &str = "ladder-engine-v2";
 
 /// Few-shot exemplars are picked among the first this many items of each answer class (the
 /// shortest of them), so that the prefix stays short and the pick does not depend on the file's
@@ -195,16 +195,6 @@ pub fn max_tokens(item: &Item) -> u32 {
             .unwrap_or(u32::MAX)
             .clamp(32, 256),
         Layout::Gsm8k | Layout::Chat => 256,
-    }
-}
-
-/// Where generation stops (the stop text is not part of the answer).
-fn stop_strings(item: &Item) -> Vec<String> {
-    match item.layout {
-        // One line: the prompts end in `en:` and a translation is one segment.
-        Layout::Translation => vec!["\n".into()],
-        Layout::Gsm8k => vec!["\n\n".into(), "Question:".into()],
-        _ => Vec::new(),
     }
 }
 
@@ -487,13 +477,9 @@ impl TierEngine {
         }
     }
 
-    /// Answers `request` (built for `item`) after the prefix: option scores or a generation,
+    /// Answers `request` (built for an item) after the prefix: option scores or a generation,
     /// with its measured cost.
-    fn answer(
-        &mut self,
-        item: &Item,
-        request: &ChatCompletionRequest,
-    ) -> Result<(ModelOutput, CallCost)> {
+    fn answer(&mut self, request: &ChatCompletionRequest) -> Result<(ModelOutput, CallCost)> {
         self.feed_prefix()?;
         let engine = &*self;
         let shots = engine
@@ -504,12 +490,11 @@ impl TierEngine {
             .prefixes
             .get(&shots.dataset_sha256)
             .ok_or_else(|| anyhow!("internal: the prefix was not fed"))?;
-        engine.answer_after(item, request, prefix, shots)
+        engine.answer_after(request, prefix, shots)
     }
 
     fn answer_after(
         &self,
-        item: &Item,
         request: &ChatCompletionRequest,
         prefix: &Prefix,
         shots: &Shots,
@@ -531,10 +516,12 @@ impl TierEngine {
                     .map(|o| tok.encode(&self.continuation(o), EncodeOptions::TEXT))
                     .collect();
                 let scores = score_options_after(&session, logits, &encoded)?;
-                (ModelOutput::OptionScores(scores), 1)
+                // An option is chosen, not generated: no completion tokens, as the serving
+                // tiers report it.
+                (ModelOutput::OptionScores(scores), 0)
             }
             None => {
-                let (text, logprobs, n) = self.generate(item, request, session, logits)?;
+                let (text, logprobs, n) = self.generate(request, session, logits)?;
                 (ModelOutput::Generation { text, logprobs }, n)
             }
         };
@@ -550,13 +537,12 @@ impl TierEngine {
     /// the log-probs of the tokens that make up the answer, and the tokens generated.
     fn generate(
         &self,
-        item: &Item,
         request: &ChatCompletionRequest,
         mut session: Session,
         logits: Vec<f32>,
     ) -> Result<(String, Vec<f64>, u64)> {
         let tok = self.model.tokenizer();
-        let mut stop = stop_strings(item);
+        let mut stop = request.stop_sequences().to_vec();
         if let (PromptStyle::Chat, Some(chat)) = (self.config.style, &self.chat) {
             stop.push(chat.end_of_turn().to_string());
         }
@@ -568,13 +554,13 @@ impl TierEngine {
         });
         let mut next = Some(logits);
         let mut text = String::new();
-        let mut tokens: Vec<(f64, bool)> = Vec::new();
+        let mut tokens: Vec<f64> = Vec::new();
         while let Some(logits) = next.take() {
             let Some(token) = decoder.next_token(logits, tok)? else {
                 break;
             };
             text.push_str(&token.text);
-            tokens.push((f64::from(token.logprob), token.text.is_empty()));
+            tokens.push(f64::from(token.logprob));
             if decoder.finish_reason().is_none() {
                 match session.feed(&[token.id]) {
                     Ok(l) => next = Some(l),
@@ -585,18 +571,12 @@ impl TierEngine {
                 }
             }
         }
+        // Every generated token counts towards the confidence, the one that ended the answer
+        // (end of turn, or a stop string starting in it) included, as the serving tiers count
+        // it (`cloud-host`, `edge-fn`, the browser): the live mode checks that they agree.
         let generated = tokens.len() as u64;
-        // The token that ended the answer (end of turn, or a stop string starting in it) is not
-        // part of the text an OpenAI-compatible server returns log-probs for; leave it out,
-        // unless it is the only token (an empty answer still gets a confidence).
-        if decoder.finish_reason() == Some(FinishReason::Stop)
-            && tokens.len() > 1
-            && tokens.last().is_some_and(|t| t.1)
-        {
-            tokens.pop();
-        }
         let text = text.trim().to_string();
-        Ok((text, tokens.into_iter().map(|t| t.0).collect(), generated))
+        Ok((text, tokens, generated))
     }
 }
 
@@ -649,7 +629,7 @@ impl TraceSource for EngineSource {
         let engine = self.engine(tier)?;
         let max = max_tokens(item);
         let request = client_request(item, &engine.name, max);
-        let (output, cost) = engine.answer(item, &request)?;
+        let (output, cost) = engine.answer(&request)?;
         record_from_output(tier, &engine.name, item, output, cost, max)
     }
 }

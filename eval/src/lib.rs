@@ -7,10 +7,12 @@
 //! - [`traces`]: what each tier's model did on each item (cached, resumable JSONL), the
 //!   [`traces::TraceSource`] trait an engine fills, and a clearly labelled synthetic source;
 //! - [`replay`]: the items streamed through the three tiers under any `offload` policy;
-//! - [`report`]: `summary.json`, Markdown tables and SVG plots.
+//! - [`report`]: `summary.json`, Markdown tables and SVG plots;
+//! - [`live`]: a subset sent through a freshly started deployment, compared with the replay.
 
 pub mod datasets;
 pub mod engine;
+pub mod live;
 pub mod metrics;
 pub mod plot;
 pub mod replay;

@@ -109,6 +109,50 @@ impl TierArgs {
     }
 }
 
+#[derive(clap::Args, Clone)]
+struct LiveArgs {
+    /// Items per dataset, spread evenly over the file
+    #[arg(long, default_value_t = 8)]
+    items: usize,
+    /// RecServe's β (both tiers); high by default, so that most items climb and every link
+    /// and tier is exercised
+    #[arg(long, default_value_t = 0.8)]
+    beta: f64,
+    /// RecServe's window size k [default: the paper's, 10 000]
+    #[arg(long)]
+    k: Option<usize>,
+    /// The cloud-host program [default: <target>/debug/cloud-host]
+    #[arg(long, value_name = "PATH")]
+    cloud_host: Option<PathBuf>,
+    /// The edge-host program [default: <target>/debug/edge-host]
+    #[arg(long, value_name = "PATH")]
+    edge_host: Option<PathBuf>,
+    /// The edge component, wasi-nn build [default: <target>/edge-fn/debug/wasi-nn.wasm]
+    #[arg(long, value_name = "WASM")]
+    component: Option<PathBuf>,
+    /// The edge application's manifest [default: <workspace>/edge-fn/spin.toml]
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Device tier's GGUF [default: SmolLM2-135M-Instruct.Q4_1.gguf in the model cache]
+    #[arg(long, value_name = "GGUF")]
+    device: Option<PathBuf>,
+    /// Edge tier's GGUF [default: gemma-3-270m-q4_k_m.gguf in the model cache]
+    #[arg(long, value_name = "GGUF")]
+    edge: Option<PathBuf>,
+    /// Cloud tier's GGUF [default: the largest GGUF in the model cache's models.json]
+    #[arg(long, value_name = "GGUF")]
+    cloud: Option<PathBuf>,
+    /// Kernel threads of each model [default: $LADDER_THREADS, else every core]
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Trace folder [default: <workspace>/target/eval/traces]
+    #[arg(long)]
+    traces: Option<PathBuf>,
+    /// Results folder [default: <workspace>/target/eval/live]
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run every tier's model once per item (cached and resumable traces in --traces), then
@@ -154,6 +198,15 @@ enum Command {
         #[command(flatten)]
         args: ReplayArgs,
     },
+    /// Send a few items of each dataset through a freshly started deployment (cloud-host, and
+    /// edge-host serving the edge component, started here; the device tier driven here) and
+    /// check that decisions, answers and bytes equal the replay of the same items
+    Live {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
     /// Corpus BLEU and chrF (sacreBLEU defaults) of a hypothesis file against a reference file,
     /// one segment per line
     Score {
@@ -188,6 +241,150 @@ fn load(data: &DataArgs) -> Result<Vec<Dataset>> {
         sets.retain(|d| data.datasets.contains(&d.name));
     }
     Ok(sets)
+}
+
+/// Every classification, translation and multiple-choice dataset unless some are named.
+fn comparison_sets(data: &DataArgs) -> Result<Vec<Dataset>> {
+    let mut sets = load(data)?;
+    if data.datasets.is_empty() {
+        // The comparison's tasks; GSM8K and chat sets (long generations without a meaningful
+        // score on these models) only when named.
+        sets.retain(|d| {
+            let keep = matches!(
+                d.layout,
+                Layout::Classification | Layout::Translation | Layout::MultipleChoice
+            );
+            if !keep {
+                eprintln!(
+                    "note: {} ({}) is left out unless named with --datasets",
+                    d.name,
+                    d.layout.as_str()
+                );
+            }
+            keep
+        });
+    }
+    Ok(sets)
+}
+
+fn live_mode(data: &DataArgs, args: &LiveArgs, eval_dir: &std::path::Path) -> Result<()> {
+    use eval::live::{self, Deployment, DeploymentConfig};
+    use offload::Tier;
+    let sets = comparison_sets(data)?;
+    let defaults = engine::default_models()?;
+    let pick = |given: &Option<PathBuf>, i: usize| given.clone().unwrap_or(defaults[i].clone());
+    // Zero-shot chat prompts on every tier: what the serving tiers do.
+    let configs = [
+        pick(&args.device, 0),
+        pick(&args.edge, 1),
+        pick(&args.cloud, 2),
+    ]
+    .map(|model| TierConfig {
+        model,
+        style: PromptStyle::Chat,
+        shots: 0,
+    });
+    let paths = configs.each_ref().map(|c| c.model.clone());
+    let mut source = EngineSource::load(configs, args.threads)?;
+    let store = TraceStore::new(args.traces.clone().unwrap_or_else(TraceStore::default_dir));
+    let root = datasets::workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let out = args.out.clone().unwrap_or_else(|| eval_dir.join("live"));
+    let threads = args
+        .threads
+        .or_else(|| std::env::var("LADDER_THREADS").ok()?.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let config = DeploymentConfig {
+        cloud_host: args
+            .cloud_host
+            .clone()
+            .unwrap_or_else(|| target.join("debug/cloud-host")),
+        edge_host: args
+            .edge_host
+            .clone()
+            .unwrap_or_else(|| target.join("debug/edge-host")),
+        component: args
+            .component
+            .clone()
+            .unwrap_or_else(|| target.join("edge-fn/debug/wasi-nn.wasm")),
+        manifest: args
+            .manifest
+            .clone()
+            .unwrap_or_else(|| root.join("edge-fn/spin.toml")),
+        edge_model: paths[1].clone(),
+        cloud_model: paths[2].clone(),
+        edge_model_id: eval::traces::TraceSource::model(&source, Tier::Edge).name,
+        cloud_model_id: eval::traces::TraceSource::model(&source, Tier::Cloud).name,
+        threads,
+        work_dir: out.join("deployment"),
+    };
+    let paper_k = offload::PolicySpec::default()
+        .window_size()
+        .unwrap_or(offload::window::DEFAULT_CAPACITY);
+    let spec = eval::replay::recserve(args.beta, args.k.unwrap_or(paper_k));
+    let name = format!("recserve-b{}", args.beta);
+    let mut reports = Vec::new();
+    for ds in &sets {
+        let items = run::selection(ds, &source.reserved(ds), Some(args.items));
+        eprintln!(
+            "{}: tracing {} items on the three tiers",
+            ds.name,
+            items.len()
+        );
+        let mut traces = Vec::new();
+        for tier in Tier::ALL {
+            traces.push(store.fill_items(&mut source, tier, ds, &items, &mut |_, _| {})?);
+        }
+        let traces: [eval::traces::TierTrace; 3] = traces
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("internal: expected three traces"))?;
+        let stream: Vec<_> = eval::replay::stream(&ds.items, &traces)
+            .into_iter()
+            .filter(|e| items.contains(&e.item.index))
+            .collect();
+        eprintln!(
+            "{}: starting a fresh deployment and sending {} items ({name}, k = {})",
+            ds.name,
+            stream.len(),
+            spec.window_size().unwrap_or_default()
+        );
+        let deployment = Deployment::start(&config)?;
+        let report = live::run_dataset(
+            &deployment,
+            &mut source,
+            ds,
+            &stream,
+            &name,
+            &spec,
+            &mut |done, total| eprintln!("  {}: {done}/{total}", ds.name),
+        )?;
+        drop(deployment);
+        for item in report.details.iter().filter(|i| !i.mismatches.is_empty()) {
+            for m in &item.mismatches {
+                eprintln!(
+                    "  MISMATCH {} #{} ({}): {m}",
+                    ds.name, item.position, item.id
+                );
+            }
+        }
+        println!("{}", live::summary_line(&report));
+        reports.push(report);
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join("live.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&reports)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", run::display(&path));
+    let bad: usize = reports.iter().map(|r| r.mismatches()).sum();
+    if bad > 0 {
+        bail!(
+            "{bad} item(s) went differently live than in the replay (see above and {})",
+            run::display(&path)
+        );
+    }
+    Ok(())
 }
 
 fn options(args: &ReplayArgs, default_out: PathBuf) -> Result<Options> {
@@ -265,25 +462,7 @@ fn main() -> Result<()> {
             chunk,
             no_replay,
         } => {
-            let mut sets = load(&data)?;
-            if data.datasets.is_empty() {
-                // The comparison's tasks; GSM8K and chat sets (long generations without a
-                // meaningful score on these models) only when named.
-                sets.retain(|d| {
-                    let keep = matches!(
-                        d.layout,
-                        Layout::Classification | Layout::Translation | Layout::MultipleChoice
-                    );
-                    if !keep {
-                        eprintln!(
-                            "note: {} ({}) is left out unless named with --datasets",
-                            d.name,
-                            d.layout.as_str()
-                        );
-                    }
-                    keep
-                });
-            }
+            let sets = comparison_sets(&data)?;
             let mut opts = options(&args, eval_dir.clone())?;
             let store = TraceStore::new(traces.unwrap_or_else(TraceStore::default_dir));
             let configs = tiers.configs()?;
@@ -347,6 +526,7 @@ fn main() -> Result<()> {
             let outputs = run::run_replays(&sets, &store, &opts)?;
             report(&outputs);
         }
+        Command::Live { data, live } => live_mode(&data, &live, &eval_dir)?,
         Command::Score { hyp, reference } => {
             let read = |p: &PathBuf| -> Result<Vec<String>> {
                 let text = std::fs::read_to_string(p)

@@ -74,7 +74,7 @@ fn body_len(value: &impl Serialize) -> Result<u64> {
     Ok(serde_json::to_vec(value)?.len() as u64)
 }
 
-fn request_body(base: &Value, spec: &PolicySpec, hops: &[HopRecord]) -> Result<Value> {
+pub fn request_body(base: &Value, spec: &PolicySpec, hops: &[HopRecord]) -> Result<Value> {
     let mut body = base.clone();
     let Value::Object(map) = &mut body else {
         bail!("a recorded request body is not a JSON object");
@@ -132,6 +132,75 @@ pub fn replay_with_bodies(
 
 type Bodies = Vec<[Option<LinkBodies>; 2]>;
 
+/// What one tier did with a request under a policy.
+#[derive(Debug, Clone)]
+pub struct TierStep {
+    /// The tier's hop record (no `bytes`, no `timings`).
+    pub hop: HopRecord,
+    /// It generated an answer (the policy did not forward the request before generating).
+    pub attempted: bool,
+    /// Where the request goes next; `None` when this tier answers.
+    pub up: Option<Tier>,
+}
+
+/// One tier's part, as a live tier does it: [`Policy::route`] before generating; a forward
+/// climbs without an answer; otherwise `record`'s confidence goes through
+/// [`offload::policy::decide`] (the (tier, task) window records it and the policy decides).
+/// The replay and the live mode's device tier both take this path.
+pub fn tier_step(
+    policy: &dyn offload::policy::Policy,
+    windows: &mut Windows,
+    policy_name: &str,
+    tier: Tier,
+    task: offload::TaskType,
+    record: &TraceRecord,
+    key: u64,
+) -> Result<TierStep> {
+    let route = policy.route(&RouteInput {
+        tier,
+        task,
+        request_key: key,
+        reachable: TierSet::ALL,
+    });
+    if let Route::Forward { to, reason } = route {
+        let mut hop = HopRecord::new(tier, &record.model, HopOutcome::Forwarded)
+            .with_decision(Decision::offload(to, reason));
+        hop.policy = Some(policy_name.to_string());
+        return Ok(TierStep {
+            hop,
+            attempted: false,
+            up: Some(to),
+        });
+    }
+    let decision = offload::policy::decide(
+        policy,
+        windows,
+        tier,
+        task,
+        record.confidence,
+        key,
+        TierSet::ALL,
+    )?;
+    let up = match decision.action {
+        Action::Answer => None,
+        Action::Offload { to } => Some(to),
+    };
+    let outcome = if up.is_some() {
+        HopOutcome::Offloaded
+    } else {
+        HopOutcome::Answered
+    };
+    let mut hop = HopRecord::new(tier, &record.model, outcome).with_decision(decision);
+    hop.confidence = Some(record.confidence.get());
+    hop.policy = Some(policy_name.to_string());
+    hop.tokens = Some(tokens(record));
+    Ok(TierStep {
+        hop,
+        attempted: true,
+        up,
+    })
+}
+
 fn replay_inner(
     name: &str,
     spec: &PolicySpec,
@@ -157,56 +226,22 @@ fn replay_inner(
         let mut tier = Tier::Device;
         let answered_by = loop {
             let record = entry.records[tier.index()];
-            let route = policy.route(&RouteInput {
+            let step = tier_step(
+                &*policy,
+                &mut windows,
+                &policy_name,
                 tier,
                 task,
-                request_key: key,
-                reachable: TierSet::ALL,
-            });
-            let (hop, decision_to) = match route {
-                Route::Forward { to, reason } => {
-                    let mut hop = HopRecord::new(tier, &record.model, HopOutcome::Forwarded)
-                        .with_decision(Decision::offload(to, reason));
-                    hop.policy = Some(policy_name.clone());
-                    (hop, to)
-                }
-                Route::Attempt => {
-                    attempted[tier.index()] = true;
-                    let decision = offload::policy::decide(
-                        &*policy,
-                        &mut windows,
-                        tier,
-                        task,
-                        record.confidence,
-                        key,
-                        TierSet::ALL,
-                    )?;
-                    let to = match decision.action {
-                        Action::Answer => None,
-                        Action::Offload { to } => Some(to),
-                    };
-                    let outcome = if to.is_some() {
-                        HopOutcome::Offloaded
-                    } else {
-                        HopOutcome::Answered
-                    };
-                    let mut hop =
-                        HopRecord::new(tier, &record.model, outcome).with_decision(decision);
-                    hop.confidence = Some(record.confidence.get());
-                    hop.policy = Some(policy_name.clone());
-                    hop.tokens = Some(tokens(record));
-                    match to {
-                        None => {
-                            hops.push(hop);
-                            break tier;
-                        }
-                        Some(to) => {
-                            offloaded[tier.index()] = true;
-                            (hop, to)
-                        }
-                    }
-                }
+                record,
+                key,
+            )?;
+            attempted[tier.index()] = step.attempted;
+            let Some(decision_to) = step.up else {
+                hops.push(step.hop);
+                break tier;
             };
+            offloaded[tier.index()] = step.attempted;
+            let hop = step.hop;
             // The request climbs one tier at a time (device → edge → cloud); the tier above
             // asks the policy itself, as a live tier does.
             let up = tier
@@ -458,7 +493,8 @@ pub const EXTRA_K: [usize; 3] = [100, 500, 2000];
 /// probability.
 pub const CASSERVE_RATE: f64 = 0.3;
 
-fn recserve(beta: f64, k: usize) -> PolicySpec {
+/// RecServe with the same β on both tiers and window size `k`.
+pub fn recserve(beta: f64, k: usize) -> PolicySpec {
     PolicySpec::from(PolicyKind::RecServe {
         beta: PerTier::same(beta),
         k,

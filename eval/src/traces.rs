@@ -415,8 +415,19 @@ pub fn wire_options(item: &Item) -> Option<Vec<String>> {
     }
 }
 
+/// Where a generated answer ends, besides the end of the model's turn.
+pub fn stop_strings(item: &Item) -> Vec<String> {
+    match item.layout {
+        // One line: the prompts end in `en:` and a translation is one segment.
+        Layout::Translation => vec!["\n".into()],
+        Layout::Gsm8k => vec!["\n\n".into(), "Question:".into()],
+        _ => Vec::new(),
+    }
+}
+
 /// The OpenAI chat request a client sends a tier for `item`: the prompt as one user message,
-/// `max_tokens`, and `offload.task` (with [`wire_options`]). This is a trace record's
+/// `max_tokens`, and `offload.task` (with [`wire_options`]); for generation, `temperature` 0
+/// and the task's [`stop_strings`]. This is a trace record's
 /// policy-independent `request_body`. It does not ask for `logprobs`: every tier computes its
 /// own confidence and reports it in its hop record, so no tier needs the log-probs of the tiers
 /// above, and [`client_response`] carries none (asking for them would add them to every
@@ -425,6 +436,15 @@ pub fn client_request(item: &Item, model: &str, max_tokens: u32) -> ChatCompleti
     let mut request = ChatCompletionRequest::new(vec![ChatMessage::user(item.prompt())]);
     request.model = Some(model.to_string());
     request.max_tokens = Some(max_tokens);
+    if wire_options(item).is_none() {
+        // Generation is greedy, and ends where the task's answer ends; a serving tier does
+        // what the request says, so both are in it (OpenAI's default temperature is 1).
+        request.temperature = Some(0.0);
+        let stop = stop_strings(item);
+        if !stop.is_empty() {
+            request.stop = Some(offload::wire::Stop::Many(stop));
+        }
+    }
     request.offload = Some(match wire_options(item) {
         Some(options) => OffloadRequest::with_options(item.task, options),
         None => OffloadRequest::new(item.task),

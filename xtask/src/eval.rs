@@ -1,7 +1,9 @@
 //! `cargo xtask eval`: the RecServe comparison on the shared datasets (issue 7). It fetches the
 //! default models if they are missing and runs the `eval` harness: every tier's model once per
 //! item (traces cached in `target/eval/traces`, resumable), then every policy replayed over the
-//! traces, written as `summary.json`, `tables.md`, `shift.json` and SVG plots.
+//! traces, written as `summary.json`, `tables.md`, `shift.json` and SVG plots. `--live` instead
+//! builds the hosts and the edge component and runs `eval live`: a few items of each dataset
+//! through a freshly started deployment, checked against the replay.
 
 use crate::models;
 use crate::run::{self, cargo, step};
@@ -25,6 +27,11 @@ pub struct Args {
     /// Items per dataset in quick mode
     #[arg(long, default_value_t = QUICK_ITEMS)]
     pub quick_items: usize,
+    /// Live mode: send a few items of each dataset through a freshly started deployment
+    /// (cloud-host and edge-host, built here) and check that decisions, answers and bytes equal
+    /// the replay (results in target/eval/live; the quick datasets unless --datasets names others)
+    #[arg(long, conflicts_with = "quick")]
+    pub live: bool,
     /// Folder of JSONL datasets [default: ../shared/datasets]
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -39,7 +46,14 @@ pub struct Args {
     pub rest: Vec<OsString>,
 }
 
+/// The datasets the live mode sends through the deployment by default: one per task kind
+/// (classification, multiple choice, translation).
+pub const LIVE_DATASETS: &str = "sst2,arc_easy_test,wmt16";
+
 pub fn run(args: &Args) -> Result<()> {
+    if args.live {
+        return live(args);
+    }
     fetch_models()?;
     step(title(args));
     let mut cmd = cargo();
@@ -53,6 +67,7 @@ pub fn run(args: &Args) -> Result<()> {
 /// the tree).
 pub fn quick_with(binary: &Path) -> Result<()> {
     let args = Args {
+        live: false,
         quick: true,
         quick_items: QUICK_ITEMS,
         data: None,
@@ -66,6 +81,59 @@ pub fn quick_with(binary: &Path) -> Result<()> {
             .args(eval_args(&args)?)
             .current_dir(run::workspace_root()),
     )
+}
+
+/// The live mode: builds the hosts, `eval` and the edge component, then runs `eval live`.
+fn live(args: &Args) -> Result<()> {
+    fetch_models()?;
+    step("Building the hosts and the evaluation (cloud-host, edge-host, eval)");
+    let root = run::workspace_root();
+    run::run(
+        cargo()
+            .args([
+                "build",
+                "--locked",
+                "-p",
+                "cloud-host",
+                "-p",
+                "edge-host",
+                "-p",
+                "eval",
+            ])
+            .current_dir(&root),
+    )?;
+    let components = crate::edge::build(false)?;
+    let bin = run::target_dir()?.join("debug");
+    live_with(&bin.join("eval"), &bin, &components.wasi_nn, args)
+}
+
+/// `eval live` with the given programs: `eval` itself, the folder holding `cloud-host` and
+/// `edge-host`, and the edge component (wasi-nn build).
+pub fn live_with(eval: &Path, bin: &Path, component: &Path, args: &Args) -> Result<()> {
+    fetch_models()?;
+    step("Evaluation, live mode (eval live: the deployment against the replay)");
+    let mut cmd = Command::new(eval);
+    cmd.arg("live")
+        .arg("--cloud-host")
+        .arg(bin.join("cloud-host"))
+        .arg("--edge-host")
+        .arg(bin.join("edge-host"))
+        .arg("--component")
+        .arg(component);
+    if let Some(data) = &args.data {
+        cmd.arg("--data").arg(data);
+    }
+    match (&args.datasets, &args.data) {
+        (Some(list), _) => {
+            cmd.args(["--datasets", list]);
+        }
+        (None, None) => {
+            cmd.args(["--datasets", LIVE_DATASETS]);
+        }
+        (None, Some(_)) => {}
+    }
+    cmd.args(&args.rest);
+    run::run(cmd.current_dir(run::workspace_root()))
 }
 
 fn fetch_models() -> Result<()> {

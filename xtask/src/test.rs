@@ -78,7 +78,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
 
     // The component tests (tests/tests/edge_component.rs) serve both builds in edge-host.
-    crate::edge::build(false)?;
+    let components = crate::edge::build(false)?;
 
     // Real clients and engines for the cloud host's tests: the official `openai` Python
     // package, and llama.cpp's `llama-server` as the engine of upstream mode.
@@ -106,6 +106,21 @@ pub fn run(args: &Args) -> Result<()> {
         .map(|a| a.exe)
         .context("the test build made no `eval` binary")?;
     crate::eval::quick_with(&eval)?;
+    // The live mode: a few items through a fresh deployment of the hosts the test build made,
+    // checked against the replay (any difference fails).
+    crate::eval::live_with(
+        &eval,
+        &run::target_dir()?.join("debug"),
+        &components.wasi_nn,
+        &crate::eval::Args {
+            live: true,
+            quick: false,
+            quick_items: crate::eval::QUICK_ITEMS,
+            data: None,
+            datasets: None,
+            rest: Vec::new(),
+        },
+    )?;
 
     eprintln!("\nAll checks passed.");
     Ok(())
