@@ -1,7 +1,7 @@
-//! What the tests run, built on demand: the host binaries (`cargo build -p …`) and the edge
-//! component in both flavours (`cargo xtask edge-fn`). `cargo xtask test` builds them before the
-//! tests, so these calls find everything fresh; run alone (`cargo test -p ladder-tests`), they
-//! build what is missing. A lock file keeps test binaries running at once from building over
+//! What the tests run, built on demand: the host binaries (as `cargo test --workspace` builds
+//! them) and the edge component in both flavours (`cargo xtask edge-fn`). `cargo xtask test`
+//! builds them before the tests, so these calls find everything fresh; run alone
+//! (`cargo test -p ladder-tests`), they build what is missing. A lock file keeps test binaries running at once from building over
 //! each other.
 
 use anyhow::{Context, Result, bail};
@@ -71,16 +71,27 @@ fn locked(what: &str, mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
-/// A debug binary of the workspace (`cargo build -p PACKAGE --bin NAME`), once per process.
+/// A debug binary of the workspace, as `cargo test --workspace` builds it (for the integration
+/// tests of its own package), once per process. Building it the way the test command's test
+/// build does, rather than with `cargo build -p PACKAGE`, keeps the features of its
+/// dependencies the same, so nothing is compiled twice; under `cargo xtask test` the build is
+/// already there and this only checks it. Run alone, it builds every test of the workspace.
 pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static BUILT: Mutex<bool> = Mutex::new(false);
     let path = target().join("debug").join(name);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
+    if !*built {
         let mut cmd = cargo();
-        cmd.args(["build", "-p", package, "--bin", name]);
-        locked(name, cmd)?;
-        built.push(name.to_string());
+        cmd.args(["test", "--workspace", "--locked", "--no-run"]);
+        locked("the workspace's test build", cmd)?;
+        *built = true;
+    }
+    if !path.is_file() {
+        bail!(
+            "{} is missing after the test build: package `{package}` needs an integration test \
+             for cargo to build its binary `{name}`",
+            path.display()
+        );
     }
     Ok(path)
 }

@@ -72,7 +72,13 @@ pub fn target_dir() -> Result<PathBuf> {
     Ok(DIR.get_or_init(|| dir).clone())
 }
 
-/// A section header, so long logs can be scanned.
+/// A section header, so long logs can be scanned, with the time since the first one (where a
+/// long run spends its time, e.g. against CI's limit).
 pub fn step(title: &str) {
-    eprintln!("\n==> {title}");
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let elapsed = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs();
+    eprintln!("\n==> {title}  [{}:{:02}]", elapsed / 60, elapsed % 60);
 }
