@@ -29,7 +29,8 @@ pub struct Args {
     pub quick_items: usize,
     /// Live mode: send a few items of each dataset through a freshly started deployment
     /// (cloud-host and edge-host, built here) and check that decisions, answers and bytes equal
-    /// the replay (results in target/eval/live; the quick datasets unless --datasets names others)
+    /// the replay (results in target/eval/live; sst2, arc_easy_test and wmt16 unless --datasets
+    /// names others)
     #[arg(long, conflicts_with = "quick")]
     pub live: bool,
     /// Folder of JSONL datasets [default: ../shared/datasets]
@@ -41,7 +42,7 @@ pub struct Args {
     #[arg(long)]
     pub datasets: Option<String>,
     /// More arguments for `eval run` (tier models, prompting, shots, shift streams; see
-    /// `cargo run -p eval -- run --help`)
+    /// `cargo run -p eval -- run --help`), or for `eval live` with --live (items, beta, k)
     #[arg(last = true)]
     pub rest: Vec<OsString>,
 }
