@@ -12,10 +12,10 @@
 //! `offload`, forwards to the cloud and relays the answer.
 //!
 //! Checked per item (any difference is a mismatch, and the run fails): the tier that answered;
-//! every tier's outcome (answered, offloaded); its confidence and threshold against the trace
-//! (within [`CONFIDENCE_TOLERANCE`]); the answer's text; the edge→cloud request as the proxy
-//! saw it, equal to the replay's once the fields only a live tier fills are removed
-//! ([`strip_volatile`]: hop `timings`, `bytes`); and the device→edge request, byte for byte.
+//! every tier's confidence against the trace (within [`CONFIDENCE_TOLERANCE`]); the answer's
+//! text; the device→edge request, byte for byte; and the edge→cloud request and both responses
+//! as JSON, equal to the replay's once the fields only a live tier fills are removed
+//! ([`strip_volatile`]), which covers every hop record's outcome, decision and threshold.
 //! Bytes are reported per link, live and replayed: responses differ by the fields a live server
 //! fills (`id`, `created`, hop timings and bytes), and the report says by how much.
 
@@ -23,13 +23,13 @@ use crate::datasets::Dataset;
 use crate::replay::{self, LinkBodies, StreamEntry, request_body, tier_step};
 use crate::traces::{TraceRecord, TraceSource};
 use anyhow::{Context, Result, anyhow, bail};
+use ladder_tests::build::manifest_with_source;
+use ladder_tests::serve::Server;
 use offload::wire::{ChatCompletionResponse, HopOutcome, OffloadResponse};
 use offload::{PolicySpec, Tier, Windows};
 use serde::Serialize;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,47 +62,8 @@ pub struct DeploymentConfig {
     pub work_dir: PathBuf,
 }
 
-/// A server process, stopped when dropped.
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `cmd` (with `--addr 127.0.0.1:0`) and waits for its `listening on URL` line.
-fn start(name: &str, cmd: &mut Command) -> Result<Process> {
-    cmd.args(["--addr", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    break url.trim().to_string();
-                }
-            }
-            _ => {
-                let status = child.wait()?;
-                bail!("{name} exited before it was listening ({status})");
-            }
-        }
-    };
-    // Keep reading, so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Process { child, url })
-}
+/// How long a host may take to load its model and start listening.
+const STARTUP: Duration = Duration::from_secs(300);
 
 /// One exchange the proxy saw: the edge's request to the cloud and the cloud's answer.
 #[derive(Debug, Clone)]
@@ -171,14 +132,12 @@ async fn relay(
 
 /// A running deployment: cloud-host, the recording proxy, edge-host.
 pub struct Deployment {
-    runtime: tokio::runtime::Runtime,
+    // Fields drop in order: the edge stops first, and the runtime last.
+    edge: Server,
+    _cloud: Server,
     client: reqwest::Client,
     seen: Arc<Mutex<Vec<Exchange>>>,
-    pub edge_url: String,
-    pub cloud_url: String,
-    // Dropped (stopped) edge first.
-    _edge: Process,
-    _cloud: Process,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl Deployment {
@@ -197,18 +156,19 @@ impl Deployment {
             }
         }
         let threads = config.threads.max(1).to_string();
-        let cloud = start(
-            "cloud-host",
-            Command::new(&config.cloud_host)
-                .arg("--model")
-                .arg(&config.cloud_model)
-                .args(["--model-id", &config.cloud_model_id])
-                .args(["--threads", &threads]),
-        )?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
+        let cloud_args = [
+            "--model".to_string(),
+            config.cloud_model.display().to_string(),
+            "--model-id".into(),
+            config.cloud_model_id.clone(),
+            "--threads".into(),
+            threads.clone(),
+        ];
+        let cloud = runtime.block_on(Server::start(&config.cloud_host, &cloud_args, STARTUP))?;
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -239,44 +199,38 @@ impl Deployment {
         let manifest = config.work_dir.join("spin.toml");
         std::fs::write(
             &manifest,
-            manifest_for(&config.manifest, &config.component)?,
+            manifest_with_source(&config.manifest, &config.component)?,
         )
         .with_context(|| format!("writing {}", manifest.display()))?;
-        let edge = start(
-            "edge-host",
-            Command::new(&config.edge_host)
-                .arg("--manifest")
-                .arg(&manifest)
-                .arg("--state-dir")
-                .arg(config.work_dir.join("state"))
-                .arg("--nn-graph")
-                .arg(format!(
-                    "{}={}",
-                    config.edge_model_id,
-                    config.edge_model.display()
-                ))
-                .args(["--threads", &threads])
-                .arg("--var")
-                .arg(format!("cloud_url={proxy_url}"))
-                .arg("--var")
-                .arg(format!("model={}", config.edge_model_id))
-                .arg("--var")
-                .arg(format!("cloud_timeout_ms={}", REQUEST_TIMEOUT.as_millis())),
-        )?;
+        let edge_args = [
+            "--manifest".to_string(),
+            manifest.display().to_string(),
+            "--state-dir".into(),
+            config.work_dir.join("state").display().to_string(),
+            "--nn-graph".into(),
+            format!("{}={}", config.edge_model_id, config.edge_model.display()),
+            "--threads".into(),
+            threads,
+            "--var".into(),
+            format!("cloud_url={proxy_url}"),
+            "--var".into(),
+            format!("model={}", config.edge_model_id),
+            "--var".into(),
+            format!("cloud_timeout_ms={}", REQUEST_TIMEOUT.as_millis()),
+        ];
+        let edge = runtime.block_on(Server::start(&config.edge_host, &edge_args, STARTUP))?;
         Ok(Deployment {
-            runtime,
+            edge,
+            _cloud: cloud,
             client,
             seen,
-            edge_url: edge.url.clone(),
-            cloud_url: cloud.url.clone(),
-            _edge: edge,
-            _cloud: cloud,
+            runtime,
         })
     }
 
     /// POSTs `body` to the edge's chat endpoint: the status and the response body.
     fn ask_edge(&self, body: &[u8]) -> Result<(u16, Vec<u8>)> {
-        let url = format!("{}/v1/chat/completions", self.edge_url);
+        let url = format!("{}/v1/chat/completions", self.edge.url);
         self.runtime.block_on(async {
             let reply = self
                 .client
@@ -299,20 +253,6 @@ impl Deployment {
             .map(|mut s| std::mem::take(&mut *s))
             .unwrap_or_default()
     }
-}
-
-/// The manifest at `path` with its component source replaced by `component`.
-fn manifest_for(path: &Path, component: &Path) -> Result<String> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("source = "))
-        .ok_or_else(|| anyhow!("{} names no component `source`", path.display()))?;
-    Ok(text.replace(
-        line,
-        &format!("source = {:?}", component.display().to_string()),
-    ))
 }
 
 /// Removes what only a live tier fills in, so that a live body and a replayed one can be
@@ -523,14 +463,13 @@ pub fn run_dataset(
                 let response: Value =
                     serde_json::from_slice(&received).context("the edge's answer is not JSON")?;
                 let replayed_link = bodies[position][0].as_ref();
-                count_link(
+                compare_device_link(
                     &mut report.links[0],
                     &sent,
                     &received,
                     replayed_link,
                     &body,
                     &mut mismatches,
-                    "device→edge",
                 )?;
                 let exchanges = deployment.take_exchanges();
                 compare_cloud_link(
@@ -605,16 +544,17 @@ fn check_confidence(
     }
 }
 
-/// Counts the device→edge link and checks its request: the same bytes the replay counts.
-fn count_link(
+/// Counts the device→edge link and checks it against the replay's: the request byte for byte,
+/// the response without its live-only fields.
+fn compare_device_link(
     link: &mut LinkCount,
     sent: &[u8],
     received: &[u8],
     replayed: Option<&LinkBodies>,
     body: &Value,
     mismatches: &mut Vec<String>,
-    what: &str,
 ) -> Result<()> {
+    let what = "device→edge";
     link.requests += 1;
     link.live_sent += sent.len() as u64;
     link.live_received += received.len() as u64;
@@ -776,25 +716,6 @@ mod tests {
         let many: serde_json::Map<String, Value> =
             (0..20).map(|i| (i.to_string(), json!(i))).collect();
         assert_eq!(differences(&Value::Object(many), &json!({})).len(), 5);
-    }
-
-    #[test]
-    fn the_manifest_serves_the_given_component() {
-        let dir = tempfile::tempdir().unwrap();
-        let manifest = dir.path().join("spin.toml");
-        std::fs::write(
-            &manifest,
-            "[component.edge]\nsource = \"../target/edge-fn/release/wasi-nn.wasm\"\nkey_value_stores = [\"default\"]\n",
-        )
-        .unwrap();
-        let text = manifest_for(&manifest, Path::new("/tmp/x/wasi-nn.wasm")).unwrap();
-        assert!(text.contains("source = \"/tmp/x/wasi-nn.wasm\""), "{text}");
-        assert!(text.contains("key_value_stores"));
-        std::fs::write(&manifest, "[component.edge]\n").unwrap();
-        let err = manifest_for(&manifest, Path::new("c.wasm")).unwrap_err();
-        assert!(err.to_string().contains("no component `source`"), "{err}");
-        let err = manifest_for(&dir.path().join("missing.toml"), Path::new("c.wasm")).unwrap_err();
-        assert!(err.to_string().contains("missing.toml"), "{err}");
     }
 
     #[test]

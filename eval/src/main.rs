@@ -270,6 +270,15 @@ fn comparison_sets(data: &DataArgs) -> Result<Vec<Dataset>> {
 fn live_mode(data: &DataArgs, args: &LiveArgs, eval_dir: &std::path::Path) -> Result<()> {
     use eval::live::{self, Deployment, DeploymentConfig};
     use offload::Tier;
+    if args.items == 0 {
+        bail!("--items must be at least 1");
+    }
+    let paper_k = offload::PolicySpec::default()
+        .window_size()
+        .unwrap_or(offload::window::DEFAULT_CAPACITY);
+    let spec = eval::replay::recserve(args.beta, args.k.unwrap_or(paper_k));
+    // Refuse a bad --beta or --k before any model runs.
+    spec.build().context("--beta / --k")?;
     let sets = comparison_sets(data)?;
     let defaults = engine::default_models()?;
     let pick = |given: &Option<PathBuf>, i: usize| given.clone().unwrap_or(defaults[i].clone());
@@ -320,10 +329,6 @@ fn live_mode(data: &DataArgs, args: &LiveArgs, eval_dir: &std::path::Path) -> Re
         threads,
         work_dir: out.join("deployment"),
     };
-    let paper_k = offload::PolicySpec::default()
-        .window_size()
-        .unwrap_or(offload::window::DEFAULT_CAPACITY);
-    let spec = eval::replay::recserve(args.beta, args.k.unwrap_or(paper_k));
     let name = format!("recserve-b{}", args.beta);
     let mut reports = Vec::new();
     for ds in &sets {

@@ -96,6 +96,21 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The text of the Spin manifest at `path` with its component's `source` pointed at
+/// `component` (the tests and the evaluation's live mode serve a build from the target folder).
+pub fn manifest_with_source(path: &Path, component: &Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("source = "))
+        .with_context(|| format!("{} names no component `source`", path.display()))?;
+    Ok(text.replace(
+        line,
+        &format!("source = {:?}", component.display().to_string()),
+    ))
+}
+
 /// The two builds of the edge component.
 #[derive(Debug, Clone)]
 pub struct Components {
@@ -154,4 +169,30 @@ fn newest_in(dir: &Path, newest: &mut Option<std::time::SystemTime>) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_serves_the_given_component() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("spin.toml");
+        std::fs::write(
+            &manifest,
+            "[component.edge]\nsource = \"../target/edge-fn/release/wasi-nn.wasm\"\nkey_value_stores = [\"default\"]\n",
+        )
+        .unwrap();
+        let text = manifest_with_source(&manifest, Path::new("/tmp/x/wasi-nn.wasm")).unwrap();
+        assert!(text.contains("source = \"/tmp/x/wasi-nn.wasm\""), "{text}");
+        assert!(text.contains("key_value_stores"));
+        std::fs::write(&manifest, "[component.edge]\n").unwrap();
+        let err = manifest_with_source(&manifest, Path::new("c.wasm")).unwrap_err();
+        assert!(err.to_string().contains("no component `source`"), "{err}");
+        let err = manifest_with_source(&dir.path().join("missing.toml"), Path::new("c.wasm"))
+            .unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+    }
 }

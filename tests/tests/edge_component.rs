@@ -43,15 +43,8 @@ fn manifest(flavour: Flavour, dir: &Path, replace: &[(&str, &str)]) -> Result<Pa
         Flavour::WasiNn => ("spin.toml", &components.wasi_nn),
         Flavour::InWasm => ("spin-in-wasm.toml", &components.in_wasm),
     };
-    let text = std::fs::read_to_string(build::workspace().join("edge-fn").join(file))?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("source = "))
-        .context("the manifest has no component source")?;
-    let mut text = text.replace(
-        line,
-        &format!("source = {:?}", component.display().to_string()),
-    );
+    let mut text =
+        build::manifest_with_source(&build::workspace().join("edge-fn").join(file), component)?;
     for (from, to) in replace {
         if !text.contains(from) {
             bail!("the manifest has no {from:?} to replace");

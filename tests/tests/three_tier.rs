@@ -33,15 +33,10 @@ async fn a_request_climbs_from_the_client_through_the_edge_to_the_cloud() -> Res
 
     let dir = tempfile::tempdir()?;
     let components = build::edge_components()?;
-    let text = std::fs::read_to_string(build::workspace().join("edge-fn/spin.toml"))?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("source = "))
-        .context("no component source")?;
-    let text = text.replace(
-        line,
-        &format!("source = {:?}", components.wasi_nn.display().to_string()),
-    );
+    let text = build::manifest_with_source(
+        &build::workspace().join("edge-fn/spin.toml"),
+        &components.wasi_nn,
+    )?;
     let manifest = dir.path().join("spin.toml");
     std::fs::write(&manifest, text)?;
     let edge_bin = build::binary("edge-host", "edge-host")?;
