@@ -317,19 +317,27 @@ function onNetwork() {
 
 async function main() {
   const cfg = await config();
-  device.gpu().then((gpu) => {
+  // WebGPU runs the model where the adapter is a real GPU; a software adapter (SwiftShader)
+  // is slower than the CPU path, so there the CPU stays the default (the setting overrides).
+  const gpu = await device.gpu();
+  const gpuNote = (info) => {
     const note = $("gpu-note");
-    if (gpu.available) {
-      badge($("backend-badge"), "CPU · wasm simd128", "ok");
-      note.textContent = `WebGPU adapter found (${gpu.fallback ? "software fallback" : gpu.vendor || "hardware"}); ` +
-        "this build has no WebGPU kernels yet, so the model runs on the CPU (WebAssembly SIMD).";
+    if (info.backend === "webgpu") {
+      badge($("backend-badge"), `WebGPU · ${info.adapter || "adapter"}`, "ok");
+      note.textContent = `The model runs on WebGPU (${info.adapter || "adapter"}).`;
     } else {
       badge($("backend-badge"), "CPU · wasm simd128", "ok");
-      note.textContent = `No WebGPU (${gpu.reason}): the model runs on the CPU (WebAssembly SIMD).`;
+      note.textContent = info.backend_note
+        ? `No WebGPU: ${info.backend_note}.`
+        : gpu.available
+          ? `WebGPU adapter found (${gpu.fallback ? "software fallback, slower than the CPU" : gpu.vendor || "hardware"}); ` +
+            "the model runs on the CPU (WebAssembly SIMD) as the settings ask."
+          : `No WebGPU (${gpu.reason}): the model runs on the CPU (WebAssembly SIMD).`;
     }
     note.hidden = false;
     note.dataset.gpu = gpu.available ? "adapter" : "none";
-  });
+    note.dataset.backend = info.backend;
+  };
 
   let saved = null;
   try {
@@ -338,6 +346,7 @@ async function main() {
     saved = null;
   }
   const update = { ...(saved ?? {}) };
+  if (update.webgpu === undefined) update.webgpu = gpu.available && !gpu.fallback;
   if (cfg.edge_url && !(saved?.edge_url)) update.edge_url = cfg.edge_url;
   if (new URLSearchParams(location.search).has("edge")) update.edge_url = cfg.edge_url;
   try {
@@ -365,6 +374,7 @@ async function main() {
         `${fmtBytes(p.loaded)}${p.total ? ` of ${fmtBytes(p.total)}` : ""}`;
     });
     banner.hidden = true;
+    gpuNote(info);
     badge($("model-badge"), `model: ${info.name} (${info.source === "cache" ? "from cache" : "downloaded"}, ${fmtMs(info.load_ms)})`, "ok");
     $("model-badge").dataset.source = info.source;
     state.ready = true;

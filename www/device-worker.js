@@ -38,7 +38,10 @@ self.onmessage = async ({ data }) => {
         result = await device.reset();
         break;
       case "bench":
-        result = await device.bench(args[0], args[1]);
+        result = await device.bench(args[0], args[1], args[2]);
+        break;
+      case "compare":
+        result = await device.compare_backends(args[0], args[1]);
         break;
       case "gpu":
         result = await gpuAdapter();

@@ -17,6 +17,8 @@
 //!   sequences with their own KV caches.
 //! - [`generate`] decodes with sampling, stop strings, cancellation and per-token log-probs,
 //!   and scores options for classification.
+//! - `gpu` (feature `gpu`): the same forward pass in WGSL kernels on WebGPU (browser) or
+//!   Vulkan (native), for the llama family.
 //! - [`wire`] converts between these and `offload`'s OpenAI wire types (messages in, token
 //!   log-probs out), for every tier that serves the API.
 
@@ -24,6 +26,8 @@ pub mod chat;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod kernels;
 pub mod models;
 pub mod tokenizer;

@@ -114,6 +114,23 @@ test("the page loads the device model and says where it runs", async () => {
   assert.equal(await page.isEnabled("#input"), true);
 });
 
+test("the WebGPU path gives the CPU path's greedy text (SwiftShader here)", async () => {
+  // Both paths are fed the CPU's greedy tokens. On SwiftShader the logits were equal to the
+  // last bit (measured); the stated tolerance is 1e-3 of the largest logit, and the picks
+  // must be the same.
+  const adapter = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
+  assert.equal(adapter, true, "headless Chromium with --enable-unsafe-webgpu offers an adapter");
+  const c = await page.evaluate(() =>
+    window.ladder.device.call("compare", ["What is the capital of France?", 6]),
+  );
+  console.log(`WebGPU on ${c.adapter}: max |Δlogit| ${c.max_abs_gap} (relative ${c.max_rel_gap}), ` +
+    `${c.disagreements.length} of ${c.cpu_tokens.length} picks differ; CPU text ${JSON.stringify(c.cpu_text)}`);
+  assert.ok(c.adapter.length > 0);
+  assert.equal(c.cpu_tokens.length, 6);
+  assert.ok(c.max_rel_gap < 1e-3, `relative gap ${c.max_rel_gap}`);
+  assert.deepEqual(c.gpu_tokens, c.cpu_tokens, JSON.stringify(c.disagreements));
+});
+
 test("a question gets a streamed answer on the device", async () => {
   // β = 0: the threshold is the window's minimum, so the device keeps its answer.
   await setPolicy({ betaDevice: 0, betaEdge: 0 });

@@ -5,7 +5,7 @@
 
 use crate::browser::{self, js_error};
 use crate::download;
-use crate::engine::DeviceModel;
+use crate::engine::{Backend, DeviceModel};
 use crate::error::{DeviceError, Result};
 use crate::ladder::{
     self, AskEvent, AskRequest, AskResult, DeviceAnswer, Source, UpstreamAnswer, UpstreamReader,
@@ -54,6 +54,8 @@ export interface Settings {
   edge_timeout_ms: number;
   /** The device model's instruction when the conversation has none; empty: the model's own. */
   system_prompt: string;
+  /** Run the model on WebGPU where there is an adapter (applies at the next load). */
+  webgpu: boolean;
 }
 
 export type Tier = "device" | "edge" | "cloud";
@@ -98,6 +100,14 @@ export interface Progress { loaded: number; total: number | null; source: "netwo
 export interface ModelInfo {
   name: string; architecture: string; context: number; bytes: number;
   source: "network" | "cache"; cache_error: string | null; load_ms: number; kernels: string;
+  backend: "webgpu" | "cpu"; adapter: string | null; backend_note: string | null;
+}
+
+/** The WebGPU path against the CPU path on one prompt (both fed the CPU's greedy tokens). */
+export interface Comparison {
+  adapter: string; cpu_tokens: number[]; gpu_tokens: number[]; cpu_text: string;
+  max_abs_gap: number; max_rel_gap: number;
+  disagreements: { step: number; cpu_margin: number; gap: number }[];
 }
 
 export interface TierStats { seen: number; offloaded: number; answered: number; last_confidence: number | null; last_threshold: number | null }
@@ -110,7 +120,7 @@ export interface Snapshot {
   policy: PolicySpec;
 }
 
-export interface BenchResult { prompt_tokens: number; decode_tokens: number; prefill_ms: number; decode_ms: number; prefill_tok_s: number; decode_tok_s: number }
+export interface BenchResult { backend: "cpu" | "webgpu"; prompt_tokens: number; decode_tokens: number; prefill_ms: number; decode_ms: number; prefill_tok_s: number; decode_tok_s: number }
 "#;
 
 /// The key of the persisted state in IndexedDB.
@@ -223,7 +233,13 @@ impl Device {
                 .trim_end_matches(".gguf")
                 .to_string();
             let size = file.bytes.len();
-            let model = DeviceModel::from_bytes(file.bytes, &name)?;
+            let mut model = DeviceModel::from_bytes(file.bytes, &name)?;
+            let webgpu = inner.state.borrow().settings.webgpu;
+            let adapter = if webgpu {
+                model.use_gpu(None).await
+            } else {
+                None
+            };
             let info = ModelInfo {
                 name,
                 architecture: model.model().architecture().to_string(),
@@ -233,6 +249,9 @@ impl Device {
                 cache_error: file.cache_error,
                 load_ms: browser::now() - t0,
                 kernels: format!("{:?}", model.model().kernels()).to_lowercase(),
+                backend: model.backend(),
+                adapter,
+                backend_note: model.note().map(str::to_string),
             };
             *inner
                 .engine
@@ -323,25 +342,35 @@ impl Device {
     /// Speed of the loaded model: feeds `prompt_tokens` tokens, then decodes `decode_tokens`
     /// greedily without stopping at an end token (as llama.cpp's `llama-bench` does).
     #[wasm_bindgen(unchecked_return_type = "Promise<BenchResult>")]
-    pub fn bench(&self, prompt_tokens: u32, decode_tokens: u32) -> Promise {
+    pub fn bench(
+        &self,
+        prompt_tokens: u32,
+        decode_tokens: u32,
+        backend: Option<String>,
+    ) -> Promise {
         let inner = Rc::clone(&self.inner);
         promise(async move {
-            let engine = inner.engine.try_borrow().map_err(|_| DeviceError::Busy)?;
-            let model = engine.as_ref().ok_or(DeviceError::NotLoaded)?.model();
-            let mut session = model.session();
+            // A clone (shared weights), so no borrow of the engine is held across the awaits.
+            let model = &model_of(&inner)?;
+            let mut session = backend_session(model, backend.as_deref()).await?;
+            let mut note = None;
             let prompt: Vec<u32> = (0..prompt_tokens.max(1)).map(|i| 100 + i % 1000).collect();
             let t0 = browser::now();
-            let mut logits = session.feed(&prompt)?;
+            let mut logits = session.feed(model, &mut note, &prompt).await?;
             let t1 = browser::now();
             for _ in 0..decode_tokens {
                 let next = llm::generate::top_n(&logits, 1)
                     .first()
                     .map_or(0, |(id, _)| *id);
-                logits = session.feed(&[next])?;
+                logits = session.feed(model, &mut note, &[next]).await?;
+            }
+            if let Some(note) = note {
+                return Err(DeviceError::Gpu(note));
             }
             let t2 = browser::now();
             let per_s = |n: u32, ms: f64| f64::from(n) / (ms / 1000.0).max(1e-9);
             Ok(BenchResult {
+                backend: session.name(),
                 prompt_tokens: prompt.len() as u32,
                 decode_tokens,
                 prefill_ms: t1 - t0,
@@ -351,6 +380,115 @@ impl Device {
             })
         })
     }
+}
+
+/// The loaded model (a handle on its shared weights).
+fn model_of(inner: &Inner) -> Result<llm::Model> {
+    let engine = inner.engine.try_borrow().map_err(|_| DeviceError::Busy)?;
+    Ok(engine
+        .as_ref()
+        .ok_or(DeviceError::NotLoaded)?
+        .model()
+        .clone())
+}
+
+/// A fresh session of `model` on `backend` (`"cpu"`, the default, or `"webgpu"`).
+async fn backend_session(model: &llm::Model, backend: Option<&str>) -> Result<Backend> {
+    match backend.unwrap_or("cpu") {
+        "cpu" => Ok(Backend::Cpu(model.session())),
+        "webgpu" => {
+            let gpu = llm::gpu::GpuModel::new(model)
+                .await
+                .map_err(|e| DeviceError::Gpu(e.to_string()))?;
+            let session = gpu
+                .session(crate::engine::CONTEXT)
+                .await
+                .map_err(|e| DeviceError::Gpu(e.to_string()))?;
+            Ok(Backend::Gpu(session))
+        }
+        other => Err(DeviceError::Request(format!(
+            "backend `{other}`: expected \"cpu\" or \"webgpu\""
+        ))),
+    }
+}
+
+#[wasm_bindgen]
+impl Device {
+    /// Runs `text` (as one user message) greedily on the CPU and on WebGPU side by side, both
+    /// fed the CPU's tokens so their logits stay comparable: the WebGPU path's check against
+    /// the CPU path (`steps` tokens).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Comparison>")]
+    pub fn compare_backends(&self, text: String, steps: u32) -> Promise {
+        let inner = Rc::clone(&self.inner);
+        promise(async move {
+            let model = &model_of(&inner)?;
+            let template = model
+                .chat_template()
+                .ok_or_else(|| DeviceError::Request("the model has no chat template".into()))?;
+            let prompt = template.encode(model.tokenizer(), &[llm::Message::user(text)], true);
+            let mut cpu = model.session();
+            let gpu = llm::gpu::GpuModel::new(model)
+                .await
+                .map_err(|e| DeviceError::Gpu(e.to_string()))?;
+            let mut g = gpu
+                .session(crate::engine::CONTEXT)
+                .await
+                .map_err(|e| DeviceError::Gpu(e.to_string()))?;
+            let gpu_err = |e: llm::gpu::GpuError| DeviceError::Gpu(e.to_string());
+            let mut lc = cpu.feed(&prompt)?;
+            let mut lg = g.feed(&prompt).await.map_err(gpu_err)?;
+            let mut out = Comparison {
+                adapter: gpu.adapter().to_string(),
+                ..Comparison::default()
+            };
+            let argmax = |l: &[f32]| llm::generate::top_n(l, 1).first().map_or(0, |(id, _)| *id);
+            for step in 0..steps {
+                let diff = lc
+                    .iter()
+                    .zip(&lg)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                let top = lc.iter().map(|v| v.abs()).fold(f32::MIN_POSITIVE, f32::max);
+                out.max_abs_gap = out.max_abs_gap.max(diff);
+                out.max_rel_gap = out.max_rel_gap.max(diff / top);
+                let (tc, tg) = (argmax(&lc), argmax(&lg));
+                if tc != tg {
+                    out.disagreements.push(Disagreement {
+                        step,
+                        cpu_margin: lc[tc as usize] - lc[tg as usize],
+                        gap: diff,
+                    });
+                }
+                out.cpu_tokens.push(tc);
+                out.gpu_tokens.push(tg);
+                lc = cpu.feed(&[tc])?;
+                lg = g.feed(&[tc]).await.map_err(gpu_err)?;
+                browser::yield_now().await?;
+            }
+            out.cpu_text = model
+                .tokenizer()
+                .decode(&out.cpu_tokens, llm::DecodeOptions::default())?;
+            Ok(out)
+        })
+    }
+}
+
+#[derive(Serialize, Default)]
+struct Comparison {
+    adapter: String,
+    cpu_tokens: Vec<u32>,
+    gpu_tokens: Vec<u32>,
+    cpu_text: String,
+    max_abs_gap: f32,
+    max_rel_gap: f32,
+    disagreements: Vec<Disagreement>,
+}
+
+#[derive(Serialize)]
+struct Disagreement {
+    step: u32,
+    cpu_margin: f32,
+    gap: f32,
 }
 
 #[derive(Serialize)]
@@ -363,10 +501,16 @@ struct ModelInfo {
     cache_error: Option<String>,
     load_ms: f64,
     kernels: String,
+    /// `"webgpu"` or `"cpu"`.
+    backend: &'static str,
+    adapter: Option<String>,
+    /// Why the model runs on the CPU although WebGPU was asked for.
+    backend_note: Option<String>,
 }
 
 #[derive(Serialize)]
 struct BenchResult {
+    backend: &'static str,
     prompt_tokens: u32,
     decode_tokens: u32,
     prefill_ms: f64,
@@ -425,7 +569,7 @@ async fn generate(
     };
     let mut acc = PerplexityAccumulator::new();
     let mut cancelled = false;
-    while turn.prefill_step()? {
+    while turn.prefill_step().await? {
         browser::yield_now().await?;
         if inner.cancelled.get() {
             cancelled = true;
@@ -436,7 +580,7 @@ async fn generate(
     answer.prefill_ms = t_prefill - t0;
     if !cancelled {
         loop {
-            let Some(token) = turn.next_token()? else {
+            let Some(token) = turn.next_token().await? else {
                 break;
             };
             if answer.first_token_ms.is_none() {

@@ -2,6 +2,10 @@
 //! conversation, so each new turn feeds only what the cache does not hold yet. Generation is
 //! stepped one piece at a time (a slice of the prompt, then one token), so the browser glue can
 //! give the event loop a turn between steps (a cancel arrives, the page repaints).
+//!
+//! The model runs on the CPU, or (in the browser, where WebGPU offers an adapter and the
+//! model's family has kernels) on the GPU through `llm::gpu`. A GPU that fails mid-answer
+//! (device lost) hands the conversation to the CPU, which refeeds it, with a note saying so.
 
 use crate::error::{DeviceError, Result};
 use llm::models::ModelOptions;
@@ -17,7 +21,72 @@ pub struct DeviceModel {
     model: Model,
     template: ChatTemplate,
     /// The conversation's cache: the tokens of the last prompt and answer.
-    session: Session,
+    backend: Backend,
+    /// Why the model runs on the CPU when a GPU was asked for.
+    note: Option<String>,
+}
+
+/// Where the conversation's cache lives and its tokens are computed.
+pub enum Backend {
+    Cpu(Session),
+    #[cfg(target_arch = "wasm32")]
+    Gpu(llm::gpu::GpuSession),
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Cpu(_) => "cpu",
+            #[cfg(target_arch = "wasm32")]
+            Backend::Gpu(_) => "webgpu",
+        }
+    }
+
+    fn tokens(&self) -> &[u32] {
+        match self {
+            Backend::Cpu(s) => s.tokens(),
+            #[cfg(target_arch = "wasm32")]
+            Backend::Gpu(s) => s.tokens(),
+        }
+    }
+
+    fn truncate(&mut self, len: usize) {
+        match self {
+            Backend::Cpu(s) => s.truncate(len),
+            #[cfg(target_arch = "wasm32")]
+            Backend::Gpu(s) => s.truncate(len),
+        }
+    }
+
+    /// Feeds `tokens`; a GPU that fails (not a bad input) is replaced by the CPU, which
+    /// refeeds what the GPU held, and `note` says why.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(unused_variables))]
+    pub async fn feed(
+        &mut self,
+        model: &Model,
+        note: &mut Option<String>,
+        tokens: &[u32],
+    ) -> Result<Vec<f32>> {
+        match self {
+            Backend::Cpu(s) => Ok(s.feed(tokens)?),
+            #[cfg(target_arch = "wasm32")]
+            Backend::Gpu(g) => match g.feed(tokens).await {
+                Ok(logits) => Ok(logits),
+                Err(llm::gpu::GpuError::Engine(e)) => Err(e.into()),
+                Err(e) => {
+                    let mut cpu = model.session();
+                    let held = g.tokens().to_vec();
+                    if !held.is_empty() {
+                        cpu.feed(&held)?;
+                    }
+                    let logits = cpu.feed(tokens)?;
+                    *note = Some(format!("WebGPU failed ({e}); the model runs on the CPU"));
+                    *self = Backend::Cpu(cpu);
+                    Ok(logits)
+                }
+            },
+        }
+    }
 }
 
 impl DeviceModel {
@@ -34,12 +103,61 @@ impl DeviceModel {
                 "{name} has a chat template of a family the engine does not render"
             ))
         })?;
-        let session = model.session();
+        let backend = Backend::Cpu(model.session());
         Ok(DeviceModel {
             model,
             template,
-            session,
+            backend,
+            note: None,
         })
+    }
+
+    /// `"cpu"` or `"webgpu"`.
+    pub fn backend(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Why the model runs on the CPU although the GPU was asked for (no adapter, no kernels
+    /// for this model, the device was lost), if it does.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
+    /// Runs the conversation on the CPU from now on (its cache starts empty).
+    pub fn use_cpu(&mut self) {
+        self.backend = Backend::Cpu(self.model.session());
+        self.note = None;
+    }
+
+    /// Moves the model to the GPU; on failure it stays on the CPU and [`Self::note`] says
+    /// why. Returns the adapter's name on success.
+    #[cfg(target_arch = "wasm32")]
+    pub async fn use_gpu(&mut self, gpu: Option<&llm::gpu::GpuModel>) -> Option<String> {
+        let made;
+        let gpu = match gpu {
+            Some(g) => g,
+            None => match llm::gpu::GpuModel::new(&self.model).await {
+                Ok(g) => {
+                    made = g;
+                    &made
+                }
+                Err(e) => {
+                    self.note = Some(format!("{e}; the model runs on the CPU"));
+                    return None;
+                }
+            },
+        };
+        match gpu.session(CONTEXT).await {
+            Ok(s) => {
+                self.backend = Backend::Gpu(s);
+                self.note = None;
+                Some(gpu.adapter().to_string())
+            }
+            Err(e) => {
+                self.note = Some(format!("{e}; the model runs on the CPU"));
+                None
+            }
+        }
     }
 
     pub fn model(&self) -> &Model {
@@ -78,7 +196,7 @@ impl DeviceModel {
             }
         };
         let cached = self
-            .session
+            .backend
             .tokens()
             .iter()
             .zip(&prompt)
@@ -86,13 +204,14 @@ impl DeviceModel {
             .count()
             // At least one token is fed, for the next token's logits.
             .min(prompt.len().saturating_sub(1));
-        self.session.truncate(cached);
+        self.backend.truncate(cached);
         let mut stop = params.stop.clone();
         stop.push(self.template.end_of_turn().to_string());
         let params = SamplingParams { stop, ..params };
         Ok(Turn {
             model: &self.model,
-            session: &mut self.session,
+            backend: &mut self.backend,
+            note: &mut self.note,
             decoder: Decoder::new(params),
             prompt_tokens: prompt.len(),
             cached_tokens: cached,
@@ -105,7 +224,8 @@ impl DeviceModel {
 /// One answer being generated.
 pub struct Turn<'m> {
     model: &'m Model,
-    session: &'m mut Session,
+    backend: &'m mut Backend,
+    note: &'m mut Option<String>,
     decoder: Decoder,
     prompt_tokens: usize,
     cached_tokens: usize,
@@ -125,13 +245,13 @@ impl Turn<'_> {
     }
 
     /// Feeds the next slice of the prompt; `false` once the whole prompt is in.
-    pub fn prefill_step(&mut self) -> Result<bool> {
+    pub async fn prefill_step(&mut self) -> Result<bool> {
         if self.pending.is_empty() {
             return Ok(false);
         }
         let n = self.pending.len().min(PREFILL_STEP);
         let piece: Vec<u32> = self.pending.drain(..n).collect();
-        let logits = self.session.feed(&piece)?;
+        let logits = self.backend.feed(self.model, self.note, &piece).await?;
         if self.pending.is_empty() {
             self.next_logits = Some(logits);
         }
@@ -139,7 +259,7 @@ impl Turn<'_> {
     }
 
     /// The next token, or `None` once the answer has ended. Call after the prefill.
-    pub fn next_token(&mut self) -> Result<Option<Token>> {
+    pub async fn next_token(&mut self) -> Result<Option<Token>> {
         let Some(logits) = self.next_logits.take() else {
             return Ok(None);
         };
@@ -147,12 +267,12 @@ impl Turn<'_> {
             return Ok(None);
         };
         if self.decoder.finish_reason().is_none() {
-            match self.session.feed(&[token.id]) {
+            match self.backend.feed(self.model, self.note, &[token.id]).await {
                 Ok(next) => self.next_logits = Some(next),
-                Err(llm::Error::ContextFull { .. }) => {
+                Err(DeviceError::Model(llm::Error::ContextFull { .. })) => {
                     token.text += &self.decoder.end(FinishReason::Length);
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         Ok(Some(token))
@@ -169,7 +289,8 @@ impl Turn<'_> {
     }
 }
 
-#[cfg(test)]
+// Native only: they read the model from the cache folder.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
@@ -194,10 +315,10 @@ mod tests {
         };
         let mut turn = m.start(messages, params).unwrap();
         let cached = turn.cached_tokens();
-        while turn.prefill_step().unwrap() {}
+        while pollster::block_on(turn.prefill_step()).unwrap() {}
         let mut text = String::new();
         let mut acc = PerplexityAccumulator::new();
-        while let Some(t) = turn.next_token().unwrap() {
+        while let Some(t) = pollster::block_on(turn.next_token()).unwrap() {
             text += &t.text;
             acc.push(f64::from(t.logprob)).unwrap();
         }

@@ -28,6 +28,9 @@ pub enum DeviceError {
     /// The model runtime failed (a bad GGUF, the context is full, ...).
     #[error("model: {0}")]
     Model(#[from] llm::Error),
+    /// The GPU path could not be used (see the message).
+    #[error("WebGPU: {0}")]
+    Gpu(String),
     /// Confidence or policy bookkeeping refused a value.
     #[error("offload: {0}")]
     Offload(#[from] offload::OffloadError),

@@ -3,8 +3,8 @@
 //!
 //! Up the request path is the chat page (`www/`), which runs this module in a Web Worker
 //! through the JavaScript API of [`api`] (`load`, `ask`, `cancel`, `settings`, typed by the
-//! `.d.ts` wasm-bindgen generates). Down the path: `llm` runs the model on the CPU with its
-//! simd128 kernels; `offload` scores the answer (`1/(1+PPL)`), keeps the sliding windows and
+//! `.d.ts` wasm-bindgen generates). Down the path: `llm` runs the model on WebGPU (its WGSL
+//! kernels, `llm::gpu`) or on the CPU with its simd128 kernels; `offload` scores the answer (`1/(1+PPL)`), keeps the sliding windows and
 //! takes the policy's decision; the edge (`edge-fn`) is reached with `fetch`, speaking
 //! `offload`'s wire protocol and streaming its answer back as server-sent events.
 //!
@@ -16,7 +16,7 @@
 //! - `api`, `browser`, `store`, `download` (wasm32 only): the wasm-bindgen API, fetch and
 //!   timers, IndexedDB persistence of the windows, the model download with its cache.
 //!
-//! Not here yet: a WebGPU path and wasm threads; the CPU path runs on one thread.
+//! Not here yet: wasm threads; the CPU path runs on one thread.
 
 pub mod engine;
 pub mod error;

@@ -32,6 +32,9 @@ pub struct Settings {
     /// message (SmolLM2's own default system message derails the 135M model on simple
     /// questions). Empty: the model's default. The tiers above get the conversation as it is.
     pub system_prompt: String,
+    /// Run the model on WebGPU when the browser offers an adapter and the model's family has
+    /// GPU kernels (checked at load; otherwise, and if the GPU fails, the CPU runs it).
+    pub webgpu: bool,
 }
 
 /// Most characters in the system prompt.
@@ -47,6 +50,7 @@ impl Default for Settings {
             seed: 0,
             edge_timeout_ms: 60_000,
             system_prompt: "You are a helpful assistant.".into(),
+            webgpu: true,
         }
     }
 }

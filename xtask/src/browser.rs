@@ -15,6 +15,7 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Installs everything below that is missing.
 pub fn setup() -> Result<()> {
     chromium()?;
+    vulkan()?;
     node_packages()?;
     wasm_bindgen()?;
     Ok(())
@@ -28,7 +29,37 @@ pub fn chromium() -> Result<PathBuf> {
         eprintln!("  installed: {CHROMIUM}");
         return Ok(path);
     }
-    // apt-get needs root; use sudo when the setup runs as another user.
+    apt_install("chromium")?;
+    if !path.is_file() {
+        bail!("apt-get installed chromium but {CHROMIUM} is not there");
+    }
+    Ok(path)
+}
+
+/// Where Debian's `mesa-vulkan-drivers` registers lavapipe, its software Vulkan driver.
+const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
+
+/// A Vulkan driver for the native tests of `llm`'s GPU path: Mesa's lavapipe (a software
+/// GPU), installed with apt-get when no Vulkan driver is registered. Machines with a real
+/// GPU driver keep theirs.
+pub fn vulkan() -> Result<()> {
+    step("Vulkan driver for the GPU path's tests (Debian package `mesa-vulkan-drivers`)");
+    let registered = std::fs::read_dir("/usr/share/vulkan/icd.d")
+        .map(|d| d.flatten().count() > 0)
+        .unwrap_or(false);
+    if registered {
+        eprintln!("  installed: a Vulkan driver in /usr/share/vulkan/icd.d");
+        return Ok(());
+    }
+    apt_install("mesa-vulkan-drivers")?;
+    if !Path::new(LAVAPIPE_ICD).is_file() && cfg!(target_arch = "x86_64") {
+        bail!("apt-get installed mesa-vulkan-drivers but {LAVAPIPE_ICD} is not there");
+    }
+    Ok(())
+}
+
+/// `apt-get install` of one Debian package (with sudo when not root).
+fn apt_install(package: &str) -> Result<()> {
     let root = run::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0");
     let apt = |args: &[&str]| {
         let mut cmd = if root {
@@ -47,13 +78,9 @@ pub fn chromium() -> Result<PathBuf> {
         "-y",
         "-q",
         "--no-install-recommends",
-        "chromium",
+        package,
     ]))
-    .context("installing Debian's chromium with apt-get")?;
-    if !path.is_file() {
-        bail!("apt-get installed chromium but {CHROMIUM} is not there");
-    }
-    Ok(path)
+    .with_context(|| format!("installing Debian's {package} with apt-get"))
 }
 
 /// The folder of the browser tests' npm packages (`tests/browser`).

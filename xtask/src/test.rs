@@ -59,6 +59,22 @@ pub fn run(args: &Args) -> Result<()> {
         )?;
     }
 
+    // llm's GPU path is a feature no native crate of the workspace turns on.
+    run::run(
+        cargo()
+            .args([
+                "clippy",
+                "--locked",
+                "-p",
+                "llm",
+                "--features",
+                "gpu",
+                "--all-targets",
+            ])
+            .args(["--", "-D", "warnings"])
+            .current_dir(&root),
+    )?;
+
     // The device tier's browser glue exists only on wasm32-unknown-unknown.
     run::run(
         cargo()
@@ -91,6 +107,18 @@ pub fn run(args: &Args) -> Result<()> {
             .args(["test", "--workspace", "--locked"])
             .env("LADDER_PYTHON", &python)
             .env("LADDER_LLAMA_SERVER", llama.join("llama-server"))
+            .current_dir(&root),
+    )?;
+
+    // The WGSL kernels natively, on Vulkan (lavapipe where there is no GPU, from the setup):
+    // against the CPU path on tiny models and on the default device model. A missing
+    // adapter fails here rather than skipping.
+    step("GPU path (llm --features gpu on Vulkan)");
+    run::run(
+        cargo()
+            .args(["test", "--locked", "-p", "llm", "--features", "gpu"])
+            .args(["--lib", "--test", "gpu_default_model", "--", "gpu"])
+            .env("LADDER_REQUIRE_GPU", "1")
             .current_dir(&root),
     )?;
 

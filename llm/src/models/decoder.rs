@@ -187,6 +187,12 @@ fn rope_table(inv_freq: &[f32], rows: &[(usize, usize)]) -> Vec<(f32, f32)> {
         .collect()
 }
 
+/// `(sin, cos)` of every rotated pair at one position (the GPU path's table for a token).
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+pub(crate) fn rope_angles(inv_freq: &[f32], pos: usize) -> Vec<(f32, f32)> {
+    rope_table(inv_freq, &[(0, pos)])
+}
+
 /// Rotates every head of `x` (one row, `heads × head_dim`) by that row's angles.
 fn rope(x: &mut [f32], head_dim: usize, style: RopeStyle, angles: &[(f32, f32)]) {
     let pairs = angles.len();

@@ -169,6 +169,12 @@ impl Model {
         self.inner.decoder.vocab_size()
     }
 
+    /// The decoder's weights and configuration (the GPU path uploads them).
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    pub(crate) fn decoder(&self) -> &Decoder {
+        &self.inner.decoder
+    }
+
     /// A fresh sequence with its own, empty KV cache.
     pub fn session(&self) -> Session {
         Session {
@@ -286,4 +292,4 @@ pub fn feed_batch(sessions: &mut [&mut Session], tokens: &[&[u32]]) -> Result<Ve
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

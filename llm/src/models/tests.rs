@@ -12,29 +12,29 @@ use gguf_file::Value;
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, PartialEq)]
-enum Family {
+pub(crate) enum Family {
     Llama,
     Qwen2,
     Gemma3,
 }
 
 #[derive(Clone, Copy)]
-struct Shape {
-    family: Family,
-    d: usize,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    ff: usize,
-    layers: usize,
+pub(crate) struct Shape {
+    pub(crate) family: Family,
+    pub(crate) d: usize,
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) ff: usize,
+    pub(crate) layers: usize,
     /// Gemma: sliding window of the first layer of every two.
-    window: usize,
-    context: usize,
+    pub(crate) window: usize,
+    pub(crate) context: usize,
 }
 
 const VOCAB: usize = 270; // the test BPE vocabulary (crate::tokenizer::tests::bpe_meta)
 
-fn shape(family: Family) -> Shape {
+pub(crate) fn shape(family: Family) -> Shape {
     Shape {
         family,
         d: 64,
@@ -49,13 +49,13 @@ fn shape(family: Family) -> Shape {
 }
 
 /// A tiny model: its GGUF bytes, and the f32 weights it was written from.
-struct Tiny {
+pub(crate) struct Tiny {
     shape: Shape,
-    bytes: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
     weights: HashMap<String, Vec<f32>>,
 }
 
-fn tiny(shape: Shape, ty: GgmlDType, seed: u64) -> Tiny {
+pub(crate) fn tiny(shape: Shape, ty: GgmlDType, seed: u64) -> Tiny {
     let mut rng = Rng::new(seed);
     let Shape {
         d,
@@ -218,7 +218,7 @@ fn rotate(head: &mut [f64], pos: usize, base: f64, halves: bool) {
 }
 
 /// Logits after the last of `tokens`.
-fn reference(t: &Tiny, tokens: &[u32]) -> Vec<f64> {
+pub(crate) fn reference(t: &Tiny, tokens: &[u32]) -> Vec<f64> {
     let s = t.shape;
     let w = |n: &str| &t.weights[n];
     let gemma = s.family == Family::Gemma3;
@@ -331,7 +331,7 @@ fn reference(t: &Tiny, tokens: &[u32]) -> Vec<f64> {
     matvec(w("token_embd.weight"), VOCAB, &last)
 }
 
-fn max_rel_err(ours: &[f32], want: &[f64]) -> f64 {
+pub(crate) fn max_rel_err(ours: &[f32], want: &[f64]) -> f64 {
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     ours.iter()
         .zip(want)
@@ -340,7 +340,7 @@ fn max_rel_err(ours: &[f32], want: &[f64]) -> f64 {
         / scale
 }
 
-const PROMPT: [u32; 10] = [5, 17, 200, 3, 99, 42, 42, 7, 260, 1];
+pub(crate) const PROMPT: [u32; 10] = [5, 17, 200, 3, 99, 42, 42, 7, 260, 1];
 
 #[test]
 fn float_models_match_the_reference_transformer() {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+#[allow(dead_code)] // not every test file that shares this module uses both models
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 
 /// `$LADDER_MODELS`, else `~/.cache/ladder/models`.

@@ -1,0 +1,855 @@
+//! The forward pass on a GPU through WebGPU (`wgpu`): the browser's WebGPU on wasm32, Vulkan
+//! natively. The project's own WGSL kernels ([`matvec.wgsl`](matvec.wgsl) and the others
+//! beside this file) run the same decoder as [`crate::models`] one token at a time: quantised
+//! mat-vecs straight on the GGUF blocks, RMS norms, rotary positions, attention over a KV cache
+//! held in GPU buffers, SwiGLU. Only the token's embedding row (dequantised on the CPU) goes
+//! up and only the last token's logits come back.
+//!
+//! Activations stay `f32` (the CPU path rounds them to 8 bits for its integer products), so
+//! the logits are close to the CPU path's rather than equal; the tests bound the difference
+//! and check that greedy text is the same.
+//!
+//! Covered: the llama and qwen2 families with Q4_0, Q4_1, Q8_0, F32, F16 and BF16 weights
+//! (the default device model, SmolLM2 Q4_1, among them). Gemma 3 and the K-quants are refused
+//! with [`GpuError::Unsupported`]; callers fall back to the CPU.
+
+use crate::error::Error;
+use crate::kernels::formats::{bf16_at, f16_at, f32_at};
+use crate::kernels::{Matrix, WeightType};
+use crate::models::decoder::{Activation, RopeStyle, rope_angles};
+use crate::{Architecture, Model};
+use std::sync::Arc;
+use wgpu::util::DeviceExt;
+
+/// Why the GPU path cannot run (or stopped).
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no WebGPU adapter is available ({0})")]
+    NoAdapter(String),
+    #[error("the GPU refused a device: {0}")]
+    Device(String),
+    #[error("the GPU path does not run this model: {0}")]
+    Unsupported(String),
+    #[error("a GPU command failed: {0}")]
+    Failed(String),
+    #[error(transparent)]
+    Engine(#[from] Error),
+}
+
+pub type Result<T> = std::result::Result<T, GpuError>;
+
+/// The kernels, one compute pipeline each.
+struct Pipelines {
+    matvec_layout: wgpu::BindGroupLayout,
+    q4_1: wgpu::ComputePipeline,
+    q4_0: wgpu::ComputePipeline,
+    q8_0: wgpu::ComputePipeline,
+    f32w: wgpu::ComputePipeline,
+    rmsnorm: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
+    quantize: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
+    rope: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
+    attention: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
+    silu: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Read,
+    ReadWrite,
+    Uniform,
+}
+
+fn layout(device: &wgpu::Device, label: &str, slots: &[Slot]) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
+            binding: i as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match slot {
+                    Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                    Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    Slot::Uniform => wgpu::BufferBindingType::Uniform,
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    })
+}
+
+fn pipeline(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    layout: &wgpu::BindGroupLayout,
+    entry: &str,
+) -> wgpu::ComputePipeline {
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(entry),
+        bind_group_layouts: &[Some(layout)],
+        immediate_size: 0,
+    });
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: Some(&pipeline_layout),
+        module,
+        entry_point: Some(entry),
+        compilation_options: wgpu::PipelineCompilationOptions::default(),
+        cache: None,
+    })
+}
+
+impl Pipelines {
+    fn new(device: &wgpu::Device) -> Self {
+        use Slot::{Read, ReadWrite, Uniform};
+        let module = |label: &str, source: &'static str| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            })
+        };
+        let matvec = module(
+            "matvec",
+            concat!(include_str!("common.wgsl"), include_str!("matvec.wgsl")),
+        );
+        let matvec_layout = layout(
+            device,
+            "matvec",
+            &[Read, Read, Read, Read, Read, Read, ReadWrite, Uniform, Read],
+        );
+        let single = |name: &str, source: &'static str, slots: &[Slot]| {
+            let m = module(name, source);
+            let l = layout(device, name, slots);
+            let p = pipeline(device, &m, &l, "main");
+            (l, p)
+        };
+        Pipelines {
+            q4_1: pipeline(device, &matvec, &matvec_layout, "q4_1"),
+            q4_0: pipeline(device, &matvec, &matvec_layout, "q4_0"),
+            q8_0: pipeline(device, &matvec, &matvec_layout, "q8_0"),
+            f32w: pipeline(device, &matvec, &matvec_layout, "f32w"),
+            matvec_layout,
+            rmsnorm: single(
+                "rmsnorm",
+                concat!(include_str!("common.wgsl"), include_str!("rmsnorm.wgsl")),
+                &[Read, Read, ReadWrite, Uniform, Read],
+            ),
+            quantize: single(
+                "quantize",
+                concat!(include_str!("common.wgsl"), include_str!("quantize.wgsl")),
+                &[Read, ReadWrite, ReadWrite, Uniform, Read],
+            ),
+            rope: single(
+                "rope",
+                concat!(include_str!("common.wgsl"), include_str!("rope.wgsl")),
+                &[ReadWrite, Read, Uniform, Read],
+            ),
+            attention: single(
+                "attention",
+                concat!(include_str!("common.wgsl"), include_str!("attention.wgsl")),
+                &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Read],
+            ),
+            silu: single(
+                "silu",
+                concat!(include_str!("common.wgsl"), include_str!("silu.wgsl")),
+                &[ReadWrite, Read, Uniform, Read],
+            ),
+        }
+    }
+}
+
+/// How a matrix sits in GPU memory: the GGUF quants packed into `u32`s, block scales as `f32`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Packing {
+    Q4_1,
+    Q4_0,
+    Q8_0,
+    F32,
+}
+
+struct GpuMatrix {
+    packing: Packing,
+    rows: usize,
+    cols: usize,
+    quants: wgpu::Buffer,
+    scales: wgpu::Buffer,
+}
+
+struct GpuLayer {
+    attn_norm: wgpu::Buffer,
+    wq: GpuMatrix,
+    wk: GpuMatrix,
+    wv: GpuMatrix,
+    wo: GpuMatrix,
+    bias: [Option<wgpu::Buffer>; 3],
+    ffn_norm: wgpu::Buffer,
+    w_gate: GpuMatrix,
+    w_up: GpuMatrix,
+    w_down: GpuMatrix,
+}
+
+/// The model's weights on the GPU, with its kernels; shared by its sessions.
+struct Shared {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: String,
+    /// The CPU model: the embedding rows and the configuration come from it.
+    model: Model,
+    layers: Vec<GpuLayer>,
+    out_norm: wgpu::Buffer,
+    output: GpuMatrix,
+    /// A one-value buffer bound where a kernel's optional input is absent.
+    empty: wgpu::Buffer,
+    pipelines: Pipelines,
+}
+
+/// A model uploaded to a GPU. Cheap to clone; [`GpuModel::session`] opens a sequence.
+#[derive(Clone)]
+pub struct GpuModel {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for GpuModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuModel")
+            .field("adapter", &self.shared.adapter)
+            .field("model", &self.shared.model.name())
+            .finish()
+    }
+}
+
+/// Why this model cannot run on the GPU path, if it cannot (checked before any GPU work).
+pub fn unsupported_reason(model: &Model) -> Option<String> {
+    let arch = model.architecture();
+    if !matches!(arch, Architecture::Llama | Architecture::Qwen2) {
+        return Some(format!(
+            "the {arch} family has no GPU kernels yet (llama and qwen2 have)"
+        ));
+    }
+    let dec = model.decoder();
+    if dec.cfg.activation != Activation::Silu
+        || dec.cfg.embed_scale.is_some()
+        || dec.cfg.logit_softcap.is_some()
+    {
+        return Some("the model's activation or scaling has no GPU kernel".into());
+    }
+    let mut mats = vec![&dec.output];
+    for l in &dec.layers {
+        if l.q_norm.is_some() || l.k_norm.is_some() || l.post_attn_norm.is_some() {
+            return Some("per-head or post norms have no GPU kernel yet".into());
+        }
+        if l.inv_freq != dec.layers[0].inv_freq {
+            return Some("layers with different rotary frequencies are not supported".into());
+        }
+        mats.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+    }
+    mats.iter()
+        .find(|m| packing(m.weight_type()).is_none())
+        .map(|m| {
+            format!(
+                "{:?} weights have no GPU kernel (Q4_0, Q4_1, Q8_0, F32, F16 and BF16 have)",
+                m.weight_type()
+            )
+        })
+}
+
+fn packing(ty: WeightType) -> Option<Packing> {
+    Some(match ty {
+        WeightType::Q4_1 => Packing::Q4_1,
+        WeightType::Q4_0 => Packing::Q4_0,
+        WeightType::Q8_0 => Packing::Q8_0,
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 => Packing::F32,
+        _ => return None,
+    })
+}
+
+/// A byte buffer padded to whole `u32`s.
+fn words(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.resize(bytes.len().next_multiple_of(4).max(4), 0);
+    bytes
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    words(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+}
+
+/// Splits a matrix's GGUF rows into its quants and its scales, losslessly.
+fn pack(m: &Matrix) -> Option<(Packing, Vec<u8>, Vec<f32>)> {
+    let ty = m.weight_type();
+    let p = packing(ty)?;
+    let (mut quants, mut scales) = (Vec::new(), Vec::new());
+    for r in 0..m.rows() {
+        let row = m.row(r);
+        match ty {
+            WeightType::Q4_1 => {
+                for b in row.chunks_exact(20) {
+                    scales.extend([f16_at(b, 0), f16_at(b, 2)]);
+                    quants.extend_from_slice(&b[4..20]);
+                }
+            }
+            WeightType::Q4_0 => {
+                for b in row.chunks_exact(18) {
+                    scales.push(f16_at(b, 0));
+                    quants.extend_from_slice(&b[2..18]);
+                }
+            }
+            WeightType::Q8_0 => {
+                for b in row.chunks_exact(34) {
+                    scales.push(f16_at(b, 0));
+                    quants.extend_from_slice(&b[2..34]);
+                }
+            }
+            WeightType::F32 => {
+                quants.extend((0..m.cols()).flat_map(|i| f32_at(row, 4 * i).to_le_bytes()))
+            }
+            WeightType::F16 => {
+                quants.extend((0..m.cols()).flat_map(|i| f16_at(row, 2 * i).to_le_bytes()))
+            }
+            WeightType::BF16 => {
+                quants.extend((0..m.cols()).flat_map(|i| bf16_at(row, 2 * i).to_le_bytes()))
+            }
+            _ => return None,
+        }
+    }
+    if scales.is_empty() {
+        scales.push(0.0);
+    }
+    Some((p, words(quants), scales))
+}
+
+impl GpuModel {
+    /// Uploads `model` to the first GPU adapter (high performance preferred).
+    pub async fn new(model: &Model) -> Result<Self> {
+        if let Some(reason) = unsupported_reason(model) {
+            return Err(GpuError::Unsupported(reason));
+        }
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let info = adapter.get_info();
+        let adapter_name = if info.name.is_empty() {
+            format!("{:?} adapter", info.backend)
+        } else {
+            info.name.clone()
+        };
+        // Ask for what the adapter has: the output matrix of a large vocabulary is bigger
+        // than WebGPU's default binding limit.
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("llm"),
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        let max_binding = device.limits().max_storage_buffer_binding_size;
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let buffer = |label: &str, bytes: &[u8]| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        };
+        let matrix = |label: &str, m: &Matrix| -> Result<GpuMatrix> {
+            let (packing, quants, scales) = pack(m).ok_or_else(|| {
+                GpuError::Unsupported(format!("{label}: {:?} weights", m.weight_type()))
+            })?;
+            if quants.len() as u64 > max_binding {
+                return Err(GpuError::Unsupported(format!(
+                    "{label} needs a {} MB buffer; this adapter binds at most {} MB",
+                    quants.len() >> 20,
+                    max_binding >> 20
+                )));
+            }
+            Ok(GpuMatrix {
+                packing,
+                rows: m.rows(),
+                cols: m.cols(),
+                quants: buffer(label, &quants),
+                scales: buffer(label, &f32_bytes(&scales)),
+            })
+        };
+        let dec = model.decoder();
+        let mut layers = Vec::with_capacity(dec.layers.len());
+        for (i, l) in dec.layers.iter().enumerate() {
+            let name = |s: &str| format!("blk.{i}.{s}");
+            let bias =
+                |b: &Option<Vec<f32>>, s: &str| b.as_ref().map(|b| buffer(&name(s), &f32_bytes(b)));
+            layers.push(GpuLayer {
+                attn_norm: buffer(&name("attn_norm"), &f32_bytes(&l.attn_norm)),
+                wq: matrix(&name("attn_q"), &l.wq)?,
+                wk: matrix(&name("attn_k"), &l.wk)?,
+                wv: matrix(&name("attn_v"), &l.wv)?,
+                wo: matrix(&name("attn_output"), &l.wo)?,
+                bias: [
+                    bias(&l.bias_q, "attn_q.bias"),
+                    bias(&l.bias_k, "attn_k.bias"),
+                    bias(&l.bias_v, "attn_v.bias"),
+                ],
+                ffn_norm: buffer(&name("ffn_norm"), &f32_bytes(&l.ffn_norm)),
+                w_gate: matrix(&name("ffn_gate"), &l.w_gate)?,
+                w_up: matrix(&name("ffn_up"), &l.w_up)?,
+                w_down: matrix(&name("ffn_down"), &l.w_down)?,
+            });
+        }
+        let shared = Shared {
+            out_norm: buffer("output_norm", &f32_bytes(&dec.out_norm)),
+            output: matrix("output", &dec.output)?,
+            empty: buffer("empty", &[0; 4]),
+            pipelines: Pipelines::new(&device),
+            layers,
+            adapter: adapter_name,
+            model: model.clone(),
+            device,
+            queue,
+        };
+        if let Some(e) = validation.pop().await {
+            return Err(GpuError::Failed(e.to_string()));
+        }
+        if let Some(e) = scope.pop().await {
+            return Err(GpuError::Device(format!("out of GPU memory: {e}")));
+        }
+        // Natively `Shared` is Send + Sync; in the browser wgpu's handles are not, and the
+        // module is single-threaded there anyway.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let shared = Arc::new(shared);
+        Ok(GpuModel { shared })
+    }
+
+    /// The adapter's name, as the GPU driver reports it.
+    pub fn adapter(&self) -> &str {
+        &self.shared.adapter
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.shared.model
+    }
+
+    /// A fresh sequence with a KV cache of `context` positions (at most the model's).
+    pub async fn session(&self, context: usize) -> Result<GpuSession> {
+        GpuSession::new(Arc::clone(&self.shared), context).await
+    }
+}
+
+/// One recorded kernel launch: replayed for every token.
+struct Launch {
+    pipeline: Kernel,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32),
+}
+
+#[derive(Clone, Copy)]
+enum Kernel {
+    Matvec(Packing),
+    RmsNorm,
+    Quantize,
+    Rope,
+    Attention,
+    Silu,
+}
+
+/// One sequence on the GPU: its KV cache and activations in GPU buffers, and the launches of
+/// a token's forward pass, recorded once.
+pub struct GpuSession {
+    shared: Arc<Shared>,
+    tokens: Vec<u32>,
+    context: usize,
+    x: wgpu::Buffer,
+    step: wgpu::Buffer,
+    angles: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    layers: Vec<Launch>,
+    head: Vec<Launch>,
+}
+
+/// Workgroups for one workgroup per row, in two dimensions past the per-dimension limit.
+fn row_groups(rows: usize) -> (u32, u32) {
+    let x = rows.clamp(1, 65_535);
+    (x as u32, rows.div_ceil(x) as u32)
+}
+
+fn uniform(device: &wgpu::Device, values: &[u32]) -> wgpu::Buffer {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("params"),
+        contents: &bytes,
+        usage: wgpu::BufferUsages::UNIFORM,
+    })
+}
+
+impl GpuSession {
+    async fn new(shared: Arc<Shared>, context: usize) -> Result<Self> {
+        let dec = shared.model.decoder();
+        let cfg = &dec.cfg;
+        let context = context.clamp(1, shared.model.context_length());
+        let device = &shared.device;
+        let (d, hd) = (cfg.n_embd, cfg.head_dim);
+        let (qd, kvd) = (cfg.n_head * hd, cfg.n_kv_head * hd);
+        let ff = dec.layers.first().map_or(0, |l| l.w_gate.rows());
+        let pairs = dec.layers.first().map_or(0, |l| l.inv_freq.len());
+        let vocab = dec.output.rows();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let storage = |label: &str, floats: usize| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: (floats.max(1) * 4) as u64,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let x = storage("x", d);
+        let h = storage("h", d);
+        let q = storage("q", qd);
+        let att = storage("attention", qd);
+        let gate = storage("gate", ff);
+        let up = storage("up", ff);
+        let scores = storage("scores", cfg.n_head * context);
+        let angles = storage("angles", 2 * pairs);
+        let logits = storage("logits", vocab);
+        // The 8-bit activations of the product being computed: quants (four to a word) and
+        // each block's (scale, scale · Σq).
+        let widest = d.max(qd).max(ff);
+        let xq = storage("activation quants", widest / 4);
+        let xds = storage("activation scales", widest / 32 * 2);
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: (vocab * 4) as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let step = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let p = &shared.pipelines;
+        let group = |layout: &wgpu::BindGroupLayout, buffers: &[&wgpu::Buffer]| {
+            let entries: Vec<wgpu::BindGroupEntry> = buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout,
+                entries: &entries,
+            })
+        };
+        // x rounded to 8 bits into (xq, xds), for the products that follow.
+        let quantize = |x: &wgpu::Buffer, n: usize| {
+            let params = uniform(device, &[n as u32, 0, 0, 0]);
+            Launch {
+                pipeline: Kernel::Quantize,
+                bind_group: group(&p.quantize.0, &[x, &xq, &xds, &params, &step]),
+                groups: ((n / 32).div_ceil(64).max(1) as u32, 1),
+            }
+        };
+        // y[out_offset + pos·pos_stride + r] (+)= (W·x)[r] (+ bias[r]), with x as quantised
+        // by the last `quantize` launch (or read as floats, for float weights).
+        let matvec = |m: &GpuMatrix,
+                      x: &wgpu::Buffer,
+                      y: &wgpu::Buffer,
+                      bias: Option<&wgpu::Buffer>,
+                      pos_stride: usize,
+                      accumulate: bool| {
+            let params = uniform(
+                device,
+                &[
+                    m.rows as u32,
+                    m.cols as u32,
+                    0,
+                    pos_stride as u32,
+                    u32::from(accumulate),
+                    u32::from(bias.is_some()),
+                    0,
+                    0,
+                ],
+            );
+            Launch {
+                pipeline: Kernel::Matvec(m.packing),
+                bind_group: group(
+                    &p.matvec_layout,
+                    &[
+                        &m.quants,
+                        &m.scales,
+                        bias.unwrap_or(&shared.empty),
+                        &xq,
+                        &xds,
+                        x,
+                        y,
+                        &params,
+                        &step,
+                    ],
+                ),
+                groups: row_groups(m.rows.div_ceil(4)),
+            }
+        };
+        let rmsnorm = |x: &wgpu::Buffer, w: &wgpu::Buffer, out: &wgpu::Buffer| {
+            let params = uniform(device, &[d as u32, cfg.rms_eps.to_bits(), 0, 0]);
+            Launch {
+                pipeline: Kernel::RmsNorm,
+                bind_group: group(&p.rmsnorm.0, &[x, w, out, &params, &step]),
+                groups: (1, 1),
+            }
+        };
+        let rope = |v: &wgpu::Buffer, heads: usize, pos_stride: usize| {
+            let halves = u32::from(cfg.rope_style == RopeStyle::Halves);
+            let params = uniform(
+                device,
+                &[
+                    heads as u32,
+                    hd as u32,
+                    pairs as u32,
+                    halves,
+                    0,
+                    pos_stride as u32,
+                    0,
+                    0,
+                ],
+            );
+            Launch {
+                pipeline: Kernel::Rope,
+                bind_group: group(&p.rope.0, &[v, &angles, &params, &step]),
+                groups: (((heads * pairs).div_ceil(64)).max(1) as u32, 1),
+            }
+        };
+        let mut layers = Vec::new();
+        for (l, gl) in dec.layers.iter().zip(&shared.layers) {
+            let k_cache = storage("k cache", context * kvd);
+            let v_cache = storage("v cache", context * kvd);
+            layers.push(rmsnorm(&x, &gl.attn_norm, &h));
+            layers.push(quantize(&h, d));
+            layers.push(matvec(&gl.wq, &h, &q, gl.bias[0].as_ref(), 0, false));
+            layers.push(matvec(
+                &gl.wk,
+                &h,
+                &k_cache,
+                gl.bias[1].as_ref(),
+                kvd,
+                false,
+            ));
+            layers.push(matvec(
+                &gl.wv,
+                &h,
+                &v_cache,
+                gl.bias[2].as_ref(),
+                kvd,
+                false,
+            ));
+            layers.push(rope(&q, cfg.n_head, 0));
+            layers.push(rope(&k_cache, cfg.n_kv_head, kvd));
+            let params = uniform(
+                device,
+                &[
+                    cfg.n_head as u32,
+                    cfg.n_kv_head as u32,
+                    hd as u32,
+                    context as u32,
+                    cfg.attn_scale.to_bits(),
+                    l.window.unwrap_or(0) as u32,
+                    0,
+                    0,
+                ],
+            );
+            layers.push(Launch {
+                pipeline: Kernel::Attention,
+                bind_group: group(
+                    &p.attention.0,
+                    &[&q, &k_cache, &v_cache, &scores, &att, &params, &step],
+                ),
+                groups: (cfg.n_head as u32, 1),
+            });
+            layers.push(quantize(&att, qd));
+            layers.push(matvec(&gl.wo, &att, &x, None, 0, true));
+            layers.push(rmsnorm(&x, &gl.ffn_norm, &h));
+            layers.push(quantize(&h, d));
+            layers.push(matvec(&gl.w_gate, &h, &gate, None, 0, false));
+            layers.push(matvec(&gl.w_up, &h, &up, None, 0, false));
+            let params = uniform(device, &[ff as u32, 0, 0, 0]);
+            layers.push(Launch {
+                pipeline: Kernel::Silu,
+                bind_group: group(&p.silu.0, &[&gate, &up, &params, &step]),
+                groups: (ff.div_ceil(64) as u32, 1),
+            });
+            layers.push(quantize(&gate, ff));
+            layers.push(matvec(&gl.w_down, &gate, &x, None, 0, true));
+        }
+        let head = vec![
+            rmsnorm(&x, &shared.out_norm, &h),
+            quantize(&h, d),
+            matvec(&shared.output, &h, &logits, None, 0, false),
+        ];
+        if let Some(e) = scope.pop().await {
+            return Err(GpuError::Device(format!("out of GPU memory: {e}")));
+        }
+        Ok(GpuSession {
+            shared: Arc::clone(&shared),
+            tokens: Vec::new(),
+            context,
+            x,
+            step,
+            angles,
+            logits,
+            readback,
+            layers,
+            head,
+        })
+    }
+
+    /// Tokens fed so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Positions this session's cache holds.
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// Forgets everything after the first `len` tokens (their cache entries are overwritten
+    /// by what is fed next).
+    pub fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+    }
+
+    /// Feeds `tokens` after those already cached and returns the logits for the next token.
+    /// On error the session is as it was, except that cache positions past its tokens may
+    /// have been written (they are never read before being written again).
+    pub async fn feed(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let sh = Arc::clone(&self.shared);
+        let dec = sh.model.decoder();
+        let vocab = dec.embed.rows();
+        if tokens.is_empty() {
+            return Err(Error::EmptyInput.into());
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfRange {
+                id,
+                vocab_size: vocab,
+            }
+            .into());
+        }
+        let needed = self.tokens.len() + tokens.len();
+        if needed > self.context {
+            return Err(Error::ContextFull {
+                needed,
+                context: self.context,
+            }
+            .into());
+        }
+        let cfg = &dec.cfg;
+        let inv_freq = dec.layers.first().map_or(&[][..], |l| &l.inv_freq[..]);
+        let validation = sh.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut row = vec![0.0f32; cfg.n_embd];
+        for (i, &t) in tokens.iter().enumerate() {
+            let pos = self.tokens.len() + i;
+            let last = i + 1 == tokens.len();
+            dec.embed.dequantize_row(t as usize, &mut row);
+            sh.queue.write_buffer(&self.x, 0, &f32_bytes(&row));
+            let step: Vec<u8> = [pos as u32, 0, 0, 0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            sh.queue.write_buffer(&self.step, 0, &step);
+            let angles: Vec<f32> = rope_angles(inv_freq, pos)
+                .into_iter()
+                .flat_map(|(sin, cos)| [sin, cos])
+                .collect();
+            sh.queue.write_buffer(&self.angles, 0, &f32_bytes(&angles));
+            let mut encoder = sh
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("token"),
+                    timestamp_writes: None,
+                });
+                let launches = self
+                    .layers
+                    .iter()
+                    .chain(if last { &self.head[..] } else { &[] });
+                for launch in launches {
+                    pass.set_pipeline(sh.pipelines.get(launch.pipeline));
+                    pass.set_bind_group(0, &launch.bind_group, &[]);
+                    pass.dispatch_workgroups(launch.groups.0, launch.groups.1, 1);
+                }
+            }
+            if last {
+                encoder.copy_buffer_to_buffer(&self.logits, 0, &self.readback, 0, None);
+            }
+            sh.queue.submit([encoder.finish()]);
+        }
+        let (send, receive) = futures_channel::oneshot::channel();
+        self.readback
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = send.send(r);
+            });
+        // Natively this runs the queue; on the web the browser does, and this returns at once.
+        let _ = sh.device.poll(wgpu::PollType::wait_indefinitely());
+        let mapped = receive
+            .await
+            .map_err(|_| GpuError::Failed("the GPU device went away".into()))
+            .and_then(|r| r.map_err(|e| GpuError::Failed(e.to_string())));
+        if let Some(e) = validation.pop().await {
+            if mapped.is_ok() {
+                self.readback.unmap();
+            }
+            return Err(GpuError::Failed(e.to_string()));
+        }
+        mapped?;
+        let logits = {
+            let view = self
+                .readback
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| GpuError::Failed(e.to_string()))?;
+            view.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
+        self.readback.unmap();
+        self.tokens.extend_from_slice(tokens);
+        Ok(logits)
+    }
+}
+
+impl Pipelines {
+    fn get(&self, k: Kernel) -> &wgpu::ComputePipeline {
+        match k {
+            Kernel::Matvec(Packing::Q4_1) => &self.q4_1,
+            Kernel::Matvec(Packing::Q4_0) => &self.q4_0,
+            Kernel::Matvec(Packing::Q8_0) => &self.q8_0,
+            Kernel::Matvec(Packing::F32) => &self.f32w,
+            Kernel::RmsNorm => &self.rmsnorm.1,
+            Kernel::Quantize => &self.quantize.1,
+            Kernel::Rope => &self.rope.1,
+            Kernel::Attention => &self.attention.1,
+            Kernel::Silu => &self.silu.1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
