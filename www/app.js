@@ -15,6 +15,8 @@ const state = {
 };
 
 const device = new DeviceClient();
+/** Shows where the model runs (set once the adapter probe is done, in `main`). */
+let gpuNote = (_info) => {};
 
 function fmtBytes(n) {
   if (n == null) return "–";
@@ -255,6 +257,10 @@ async function send(text) {
         case "fallback":
           meta.textContent = `${ev.error}: keeping the device's answer`;
           break;
+        case "backend":
+          // The GPU was lost mid-answer; the CPU took the conversation over.
+          gpuNote({ backend: ev.backend, adapter: null, backend_note: ev.note });
+          break;
         case "done": {
           const r = ev.result;
           textEl.classList.remove("draft");
@@ -320,7 +326,7 @@ async function main() {
   // WebGPU runs the model where the adapter is a real GPU; a software adapter (SwiftShader)
   // is slower than the CPU path, so there the CPU stays the default (the setting overrides).
   const gpu = await device.gpu();
-  const gpuNote = (info) => {
+  gpuNote = (info) => {
     const note = $("gpu-note");
     if (info.backend === "webgpu") {
       badge($("backend-badge"), `WebGPU · ${info.adapter || "adapter"}`, "ok");

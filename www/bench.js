@@ -1,7 +1,9 @@
 // `cargo xtask bench device` opens this page: it loads the same GGUF into wasm-device (in its
 // worker) and into wllama, then alternates their runs: prefill `prompt` tokens, decode
 // `decode` tokens without stopping at an end token, one thread each. The numbers are what each
-// engine reports of its own run; #result gets them as JSON when done.
+// engine reports of its own run; #result gets them as JSON when done. Where the browser offers
+// a WebGPU adapter, wasm-device's WebGPU path also runs once, shorter (on a software adapter
+// such as SwiftShader that is a check that it runs, not a speed claim).
 import { DeviceClient } from "./device.js";
 
 const q = new URLSearchParams(location.search);
@@ -10,6 +12,8 @@ const PROMPT = Number(q.get("prompt") ?? 128);
 const DECODE = Number(q.get("decode") ?? 64);
 const REPS = Number(q.get("reps") ?? 3);
 const WLLAMA = q.get("wllama") ?? "wllama/";
+const GPU_PROMPT = Number(q.get("gpu_prompt") ?? 16);
+const GPU_DECODE = Number(q.get("gpu_decode") ?? 8);
 
 const log = (line) => {
   document.getElementById("log").textContent += `${line}\n`;
@@ -17,10 +21,13 @@ const log = (line) => {
 
 async function ours() {
   const device = new DeviceClient();
+  // The CPU path is what is compared with wllama; the WebGPU run makes its own session.
+  await device.call("settings", [{ webgpu: false }]);
   const info = await device.load(MODEL, () => {});
   log(`wasm-device loaded ${info.name} (${info.kernels}) in ${Math.round(info.load_ms)} ms`);
   return {
     run: () => device.bench(PROMPT, DECODE),
+    webgpu: () => device.bench(GPU_PROMPT, GPU_DECODE, "webgpu"),
     close: () => device.worker.terminate(),
   };
 }
@@ -59,9 +66,21 @@ async function main() {
         `prefill ${r.prefill_tok_s.toFixed(1)} tok/s (${r.prompt_tokens} tokens)`);
     }
   }
+  const adapter = "gpu" in navigator ? await navigator.gpu.requestAdapter() : null;
+  let webgpu = null;
+  if (adapter) {
+    try {
+      webgpu = await engines["wasm-device"].webgpu();
+      webgpu.fallback_adapter = Boolean(adapter.isFallbackAdapter ?? adapter.info?.isFallbackAdapter);
+      log(`wasm-device on WebGPU: decode ${webgpu.decode_tok_s.toFixed(2)} tok/s (${webgpu.decode_tokens} tokens), ` +
+        `prefill ${webgpu.prefill_tok_s.toFixed(2)} tok/s (${webgpu.prompt_tokens} tokens)` +
+        `${webgpu.fallback_adapter ? " on a software adapter" : ""}`);
+    } catch (err) {
+      webgpu = { error: String(err?.message ?? err) };
+    }
+  }
   for (const engine of Object.values(engines)) await engine.close();
-  const gpu = "gpu" in navigator ? Boolean(await navigator.gpu.requestAdapter()) : false;
-  return { runs, prompt: PROMPT, decode: DECODE, webgpu_adapter: gpu, user_agent: navigator.userAgent };
+  return { runs, webgpu, prompt: PROMPT, decode: DECODE, webgpu_adapter: Boolean(adapter), user_agent: navigator.userAgent };
 }
 
 main().then(

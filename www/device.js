@@ -92,8 +92,8 @@ export class DeviceClient {
     return this.call("reset");
   }
 
-  bench(promptTokens, decodeTokens) {
-    return this.call("bench", [promptTokens, decodeTokens]);
+  bench(promptTokens, decodeTokens, backend = "cpu") {
+    return this.call("bench", [promptTokens, decodeTokens, backend]);
   }
 
   gpu() {

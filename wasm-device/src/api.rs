@@ -82,7 +82,8 @@ export type AskEvent =
   | { type: "token"; source: "device" | "upstream"; text: string }
   | { type: "decision"; hop: HopRecord }
   | { type: "upstream"; url: string }
-  | { type: "fallback"; error: string };
+  | { type: "fallback"; error: string }
+  | { type: "backend"; backend: "cpu" | "webgpu"; note: string };
 
 export interface AskResult {
   text: string;
@@ -796,7 +797,16 @@ async fn ask(inner: &Inner, request: AskRequest, emit: &dyn Fn(&AskEvent)) -> Re
             Decision::offload(to, reason),
         ),
         Route::Attempt => {
-            let (answer, acc) = generate(inner, engine, &request, &settings, t0, emit).await?;
+            let backend = engine.backend();
+            let generated = generate(inner, engine, &request, &settings, t0, emit).await;
+            if engine.backend() != backend {
+                // The GPU failed (even if the answer then failed too): the page says so.
+                emit(&AskEvent::Backend {
+                    backend: engine.backend().to_string(),
+                    note: engine.note().unwrap_or("the backend changed").to_string(),
+                });
+            }
+            let (answer, acc) = generated?;
             if answer.finish_reason == "cancelled" {
                 // A cancelled answer is not scored: its confidence says nothing.
                 let hop = ladder::device_hop(

@@ -134,6 +134,8 @@ pub enum AskEvent {
     Upstream { url: String },
     /// The tiers above failed; the device's own answer stands (`error` says why).
     Fallback { error: String },
+    /// The model moved to another backend mid-answer (the GPU was lost; `note` says why).
+    Backend { backend: String, note: String },
 }
 
 /// The answer, with the hop record of every tier that handled it.

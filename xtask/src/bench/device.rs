@@ -89,9 +89,28 @@ pub fn device(args: &super::Args) -> Result<Vec<Row>> {
         unit: "tok/s",
         ratio: ours / reference,
     };
-    Ok(vec![
+    let mut rows = vec![
         row("decode cpu threads=1", ours_decode, wllama_decode),
         row("prefill cpu threads=1", ours_prefill, wllama_prefill),
         row("decode cpu threads=1 vs native", ours_decode, native),
-    ])
+    ];
+    // The WebGPU path, against the CPU path of the same run (where the browser has an
+    // adapter; on a software adapter a check that it runs, not a speed claim).
+    let gpu = &result["webgpu"];
+    if let Some(err) = gpu["error"].as_str() {
+        bail!("the WebGPU run failed: {err}");
+    }
+    if let Some(decode) = gpu["decode_tok_s"].as_f64() {
+        let software = gpu["fallback_adapter"].as_bool().unwrap_or(false);
+        eprintln!(
+            "  WebGPU: {decode:.2} tok/s decoding{}",
+            if software {
+                " on a software adapter"
+            } else {
+                ""
+            }
+        );
+        rows.push(row("decode webgpu", decode, ours_decode));
+    }
+    Ok(rows)
 }
