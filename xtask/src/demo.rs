@@ -6,10 +6,8 @@
 
 use crate::run::{self, cargo, step};
 use crate::{models, web};
-use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader};
+use anyhow::{Context, Result};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,47 +20,6 @@ pub struct Args {
     /// Skip the setup step (targets, Chromium, wasm-bindgen and the models must be there).
     #[arg(long)]
     pub no_setup: bool,
-}
-
-/// A server process, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `cmd` (which gets `--addr 127.0.0.1:0`) and waits for its `listening on URL` line.
-fn start(name: &str, cmd: &mut Command) -> Result<Server> {
-    cmd.args(["--addr", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    break url.trim().to_string();
-                }
-            }
-            _ => {
-                let status = child.wait()?;
-                bail!("{name} exited before it was listening ({status})");
-            }
-        }
-    };
-    // Keep reading, so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    eprintln!("  {name}: {url}");
-    Ok(Server { child, url })
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -95,28 +52,14 @@ pub fn run(args: &Args) -> Result<()> {
         .block_on(tokio::net::TcpListener::bind(args.addr))
         .with_context(|| format!("binding the page's address {}", args.addr))?;
     let page = format!("http://{}", listener.local_addr()?);
-    let threads = args.threads.to_string();
-    let cloud = start(
-        "cloud-host",
-        Command::new(bin.join("cloud-host"))
-            .arg("--model")
-            .arg(dir.join(models::EDGE_FILE))
-            .args(["--threads", &threads])
-            .current_dir(&root),
-    )?;
-    let edge = start(
-        "edge-host",
-        Command::new(bin.join("edge-host"))
-            .arg("--manifest")
-            .arg(root.join("edge-fn/spin.toml"))
-            .arg("--var")
-            .arg(format!("cloud_url={}", cloud.url))
-            .args(["--cors-origin", &page, "--threads", &threads])
-            .arg("--models")
-            .arg(&dir)
-            .current_dir(&root),
-    )?;
-    let site = web::Site::new(pkg, dir, &edge.url);
+    let hosts = crate::tiers::Hosts {
+        bin,
+        manifest: root.join("edge-fn/spin.toml"),
+        threads: args.threads,
+        state_dir: None,
+    };
+    let tiers = runtime.block_on(crate::tiers::start(&hosts, &dir, &page))?;
+    let site = web::Site::new(pkg, dir, &tiers.edge.url);
     runtime.block_on(async {
         let app = web::router(&site);
         tokio::spawn(async move {
@@ -130,7 +73,7 @@ pub fn run(args: &Args) -> Result<()> {
     eprintln!("Ctrl-C stops the demo.");
     runtime.block_on(tokio::signal::ctrl_c())?;
     eprintln!("stopping");
-    drop((edge, cloud));
+    drop(tiers);
     runtime.shutdown_background();
     Ok(())
 }

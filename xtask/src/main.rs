@@ -13,8 +13,8 @@ mod node;
 mod python;
 mod run;
 mod setup;
-mod stub_edge;
 mod test;
+mod tiers;
 mod web;
 
 use clap::{Parser, Subcommand};

@@ -149,40 +149,74 @@ fn check_dir(what: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask test`'s browser step: builds the page, serves it with an edge on loopback, and
-/// runs `tests/browser/*.test.mjs` (Node's test runner driving Debian's Chromium through
-/// playwright-core). The edge is a stub (see `stub_edge`) until `edge-host` serves the page.
+/// `cargo xtask test`'s browser step: builds the page, serves it on loopback with the edge
+/// and cloud tiers (`edge-host` serving the edge component's debug build with a fresh key-value
+/// store, offloading to `cloud-host`; the binaries of the workspace's test build), and runs
+/// `tests/browser/*.test.mjs` (Node's test runner driving Debian's Chromium through
+/// playwright-core).
 pub fn browser_tests() -> Result<()> {
     let pkg = build_page(false)?;
     let chromium = browser::chromium()?;
     let tests = browser::node_packages()?;
-    step("Browser tests (tests/browser: Playwright driving Chromium, the page on loopback)");
+    let root = run::workspace_root();
+    // The hosts as `cargo test --workspace` builds them (a no-op after the test step).
+    run::run(
+        crate::run::cargo()
+            .args(["test", "--workspace", "--locked", "--no-run"])
+            .current_dir(&root),
+    )?;
+    let components = crate::edge::build(false)?;
+    let work = run::target_dir()?.join("browser-tests");
+    let state = work.join("state");
+    if state.exists() {
+        std::fs::remove_dir_all(&state).with_context(|| format!("clearing {}", state.display()))?;
+    }
+    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    let manifest = work.join("spin.toml");
+    std::fs::write(
+        &manifest,
+        ladder_tests::build::manifest_with_source(
+            &root.join("edge-fn/spin.toml"),
+            &components.wasi_nn,
+        )?,
+    )
+    .with_context(|| format!("writing {}", manifest.display()))?;
+    let hosts = crate::tiers::Hosts {
+        bin: run::target_dir()?.join("debug"),
+        manifest,
+        // One kernel thread each: Chromium runs the device model on the other core.
+        threads: 1,
+        state_dir: Some(state),
+    };
+
+    step("Browser tests (tests/browser: Playwright driving Chromium, the tiers on loopback)");
     let models = crate::models::cache_dir(None)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let (page, edge, dead) = runtime.block_on(async {
-        let edge = crate::stub_edge::serve(loopback).await?;
-        let edge_url = format!("http://{edge}");
-        let page = serve(&Site::new(pkg, models, &edge_url), loopback).await?;
+    let (page, tiers, dead) = runtime.block_on(async {
+        // The tests give the page its edge in the address (`?edge=`), so the page is served
+        // first and the edge allows its origin.
+        let page = serve(&Site::new(pkg, models.clone(), ""), loopback).await?;
+        let tiers = crate::tiers::start(&hosts, &models, &format!("http://{page}")).await?;
         // An address where nothing listens: the edge, stopped.
         let dead = tokio::net::TcpListener::bind(loopback)
             .await?
             .local_addr()?;
-        anyhow::Ok((page, edge_url, format!("http://{dead}")))
+        anyhow::Ok((page, tiers, format!("http://{dead}")))
     })?;
     let mut cmd = std::process::Command::new("node");
     cmd.args(["--test", "--test-concurrency=1"])
         .arg(tests.join("chat.test.mjs"))
         .env("LADDER_PAGE_URL", format!("http://{page}/"))
-        .env("LADDER_EDGE_URL", &edge)
-        .env("LADDER_EDGE_KIND", "stub")
+        .env("LADDER_EDGE_URL", &tiers.edge.url)
         .env("LADDER_DEAD_EDGE_URL", &dead)
         .env("CHROMIUM", &chromium)
         .current_dir(&tests);
     let result = run::run(&mut cmd);
+    drop(tiers);
     runtime.shutdown_background();
     result.context("the browser tests failed")
 }
