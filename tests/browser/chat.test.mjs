@@ -1,10 +1,12 @@
 // The chat page end to end in headless Chromium (Debian's, driven by playwright-core):
-// the device model loads (and a reload reads it from the browser's cache), a question gets a
-// streamed answer on the device, with β = 1 the answer comes from the edge and the hop records
-// show it, with the edge stopped (or the browser offline) the page still answers locally and
-// says why, and Stop stops.
+// the device model loads (and a reload reads it from the browser's cache), the WebGPU path
+// gives the CPU path's picks, a question gets a streamed answer on the device, with β = 1 the
+// answer comes from the edge and the hop records show it, with CloudServe it climbs through
+// the edge to the cloud, with the edge stopped (or the browser offline) the page still
+// answers locally and says why, and Stop stops.
 //
-// Run by `cargo xtask test`, which serves the page and an edge on loopback and sets:
+// Run by `cargo xtask test`, which serves the page, edge-host and cloud-host on loopback and
+// sets:
 //   LADDER_PAGE_URL       the page
 //   LADDER_EDGE_URL       a running edge-host (the edge component, offloading to a cloud-host)
 //   LADDER_DEAD_EDGE_URL  an address where nothing listens
@@ -180,6 +182,24 @@ test("with β = 1 the answer comes from the edge and the hop records show it", a
   assert.match(a.meta, /↑\d/, "bytes sent are shown");
   const rate = await page.locator("#rates tr[data-tier=device] .rate").innerText();
   assert.notEqual(rate, "0%");
+});
+
+test("with CloudServe the question climbs through the edge to the cloud", async () => {
+  // The whole ladder in the browser: the device forwards without answering, the edge
+  // (edge-host) forwards to the cloud (cloud-host), whose answer streams back down.
+  await page.selectOption("#policy-name", "cloudserve");
+  await page.click("#apply");
+  await page.waitForFunction(() => document.querySelector("#settings-msg").textContent === "applied");
+  await page.evaluate(() => (document.querySelector("#settings-msg").textContent = ""));
+  await ask("What is the capital of Italy?");
+  const a = await finished();
+  assert.equal(a.answeredBy, "cloud", a.meta);
+  assert.deepEqual(
+    a.hops.map((h) => [h.tier, h.outcome]),
+    [["device", "forwarded"], ["edge", "forwarded"], ["cloud", "answered"]],
+  );
+  assert.ok(a.text.trim().length > 0, "the cloud's answer has text");
+  assert.match(a.meta, /answered by cloud/);
 });
 
 test("with the edge stopped the page still answers on the device and says why", async () => {

@@ -370,7 +370,11 @@ pub fn upstream_record(
             )],
         )
     });
-    hop.outcome = HopOutcome::Offloaded;
+    // The device sent it up: after trying (offloaded) or without trying, because the policy
+    // routes past it (forwarded, as the edge records the same case).
+    if hop.outcome != HopOutcome::Forwarded {
+        hop.outcome = HopOutcome::Offloaded;
+    }
     hop.bytes = Some(bytes);
     let timings = hop.timings.get_or_insert_with(Timings::default);
     timings.upstream_ms = Some(upstream_ms);
@@ -563,6 +567,12 @@ mod tests {
         let record = upstream_record(hop(), &answer, LinkBytes::default(), 1.0, 2.0);
         assert_eq!(record.answered_by, Tier::Edge);
         assert_eq!(record.hops[1].model, "gemma");
+        assert_eq!(record.hops[0].outcome, HopOutcome::Offloaded);
+        // A request the policy forwarded without an attempt stays forwarded.
+        let mut forwarded = hop();
+        forwarded.outcome = HopOutcome::Forwarded;
+        let record = upstream_record(forwarded, &answer, LinkBytes::default(), 1.0, 2.0);
+        assert_eq!(record.hops[0].outcome, HopOutcome::Forwarded);
     }
 
     #[test]
