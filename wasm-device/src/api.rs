@@ -236,11 +236,7 @@ impl Device {
             let size = file.bytes.len();
             let mut model = DeviceModel::from_bytes(file.bytes, &name)?;
             let webgpu = inner.state.borrow().settings.webgpu;
-            let adapter = if webgpu {
-                model.use_gpu(None).await
-            } else {
-                None
-            };
+            let adapter = if webgpu { model.use_gpu().await } else { None };
             let info = ModelInfo {
                 name,
                 architecture: model.model().architecture().to_string(),

@@ -123,29 +123,16 @@ impl DeviceModel {
         self.note.as_deref()
     }
 
-    /// Runs the conversation on the CPU from now on (its cache starts empty).
-    pub fn use_cpu(&mut self) {
-        self.backend = Backend::Cpu(self.model.session());
-        self.note = None;
-    }
-
     /// Moves the model to the GPU; on failure it stays on the CPU and [`Self::note`] says
     /// why. Returns the adapter's name on success.
     #[cfg(target_arch = "wasm32")]
-    pub async fn use_gpu(&mut self, gpu: Option<&llm::gpu::GpuModel>) -> Option<String> {
-        let made;
-        let gpu = match gpu {
-            Some(g) => g,
-            None => match llm::gpu::GpuModel::new(&self.model).await {
-                Ok(g) => {
-                    made = g;
-                    &made
-                }
-                Err(e) => {
-                    self.note = Some(format!("{e}; the model runs on the CPU"));
-                    return None;
-                }
-            },
+    pub async fn use_gpu(&mut self) -> Option<String> {
+        let gpu = match llm::gpu::GpuModel::new(&self.model).await {
+            Ok(g) => g,
+            Err(e) => {
+                self.note = Some(format!("{e}; the model runs on the CPU"));
+                return None;
+            }
         };
         match gpu.session(CONTEXT).await {
             Ok(s) => {
