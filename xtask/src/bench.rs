@@ -296,7 +296,7 @@ fn llama_bench(bin: &Path, model: &Path, threads: usize) -> Result<(f64, f64)> {
 
 /// The edge tier: decode speed of the edge model through the component (wasi-nn build in
 /// edge-host, in-wasm build) against `llm` called natively, and the per-request overhead of a
-/// request that does not touch the model against the 2 ms budget. `edge-host/examples/bench`
+/// request that does not touch the model against the 2 ms budget. `edge-host/examples/edge_bench`
 /// measures all of it in one process; it is built with the dev profile, as the tests run
 /// (dependencies at opt-level 3, `llm` at 2), so both sides of every ratio run the same code.
 fn edge(args: &Args) -> Result<Vec<Row>> {
@@ -306,14 +306,21 @@ fn edge(args: &Args) -> Result<Vec<Row>> {
         keep_wheels: false,
     })?;
     let components = crate::edge::build(false)?;
-    step("Building the edge benchmark (edge-host/examples/bench)");
+    step("Building the edge benchmark (edge-host/examples/edge_bench)");
     let root = run::workspace_root();
     run::run(
         cargo()
-            .args(["build", "--locked", "-p", "edge-host", "--example", "bench"])
+            .args([
+                "build",
+                "--locked",
+                "-p",
+                "edge-host",
+                "--example",
+                "edge_bench",
+            ])
             .current_dir(&root),
     )?;
-    let exe = run::target_dir()?.join("debug/examples/bench");
+    let exe = run::target_dir()?.join("debug/examples/edge_bench");
     step(&format!(
         "Benchmark: edge model decode through the component and natively ({} repetitions)",
         args.reps.max(1)

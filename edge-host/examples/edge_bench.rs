@@ -3,7 +3,7 @@
 //! per-request overhead of a request that does not touch the model.
 //!
 //! ```text
-//! bench --wasi-nn WASM --in-wasm WASM --model GGUF [--threads N] [--tokens N] [--reps N]
+//! edge_bench --wasi-nn WASM --in-wasm WASM --model GGUF [--threads N] [--tokens N] [--reps N]
 //!       [--requests N]
 //! ```
 //! Prints one JSON object per line: `{"name", "ours", "reference", "unit", "ratio"}`.
@@ -63,7 +63,7 @@ fn args() -> Result<Args> {
     }
     if a.model.as_os_str().is_empty() || a.wasi_nn.as_os_str().is_empty() {
         bail!(
-            "usage: bench --wasi-nn WASM --in-wasm WASM --model GGUF [--threads N] [--tokens N] [--reps N] [--requests N]"
+            "usage: edge_bench --wasi-nn WASM --in-wasm WASM --model GGUF [--threads N] [--tokens N] [--reps N] [--requests N]"
         );
     }
     Ok(a)
