@@ -111,7 +111,7 @@ impl Server {
                     model = %path.display(),
                     threads = model.threads(),
                     context = model.context_length(),
-                    kernels = ?model.kernels(),
+                    kernels = model.kernels().name(),
                     "model loaded"
                 );
                 let scheduler = Scheduler::start(

@@ -34,6 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ids.push(next);
         logits = session.feed(&[next])?;
     }
-    println!("{} {:?} {hash:016x} {ids:?}", model.name(), model.kernels());
+    println!(
+        "{} {} {hash:016x} {ids:?}",
+        model.name(),
+        model.kernels().name()
+    );
     Ok(())
 }

@@ -46,6 +46,7 @@ pub fn run(args: &Args) -> Result<()> {
     // The edge component's platform glue exists only there too, in both flavours.
     for targets in [
         &["-p", "llm", "--all-targets"][..],
+        &["-p", "llm", "--all-targets", "--features", "relaxed-simd"],
         &["-p", "offload", "--lib"],
         &["-p", "edge-fn", "--lib"],
         &["-p", "edge-fn", "--lib", "--features", "in-wasm"],
@@ -180,7 +181,38 @@ fn wasm_tests() -> Result<()> {
         run::run(node::command(&jco, &exe).env("LADDER_MODELS", &models))
             .with_context(|| format!("the wasm32-wasip2 build of test `{name}` failed"))?;
     }
+
+    // The relaxed-SIMD kernels (the edge component's in-wasm build) against the scalar
+    // reference and on the tiny models, in wasmtime: Node.js 20 predates relaxed SIMD.
+    step("WebAssembly tests (llm's relaxed-SIMD build on wasm32-wasip2, in wasmtime)");
+    let runner = wasi_runner()?;
+    let lib = test_build(RELAXED_BUILD)?
+        .into_iter()
+        .find(|a| a.harness && a.name == "llm")
+        .context("cargo built no relaxed-SIMD test binary for llm")?;
+    run::run(Command::new(&runner).arg(&lib.exe))
+        .context("the relaxed-SIMD build of llm's unit tests failed")?;
     Ok(())
+}
+
+/// `cargo test` arguments of llm's relaxed-SIMD WebAssembly build.
+const RELAXED_BUILD: &[&str] = &[
+    "--target",
+    "wasm32-wasip2",
+    "-p",
+    "llm",
+    "--features",
+    "relaxed-simd",
+];
+
+/// edge-host's `wasi_run` example as the workspace's test build made it: runs a wasm32-wasip2
+/// program in the same wasmtime as the edge host.
+fn wasi_runner() -> Result<PathBuf> {
+    test_build(&["--workspace"])?
+        .into_iter()
+        .find(|a| !a.harness && a.name == "wasi_run")
+        .map(|a| a.exe)
+        .context("the test build made no `wasi_run` example")
 }
 
 /// An executable of a test build: a test harness or an example.
@@ -219,7 +251,7 @@ fn test_build(args: &[&str]) -> Result<Vec<Artifact>> {
 /// The engine computes the same logits natively and as WebAssembly, and with every kernel
 /// set: `llm/examples/digest` hashes the logits of a short greedy run on each default model.
 fn same_logits_everywhere() -> Result<()> {
-    step("Same logits everywhere (native SIMD, native scalar, wasm32 simd128)");
+    step("Same logits everywhere (native SIMD, native scalar, wasm32 simd128 and relaxed SIMD)");
     let jco = node::jco()?;
     // The digest example as the test builds made it (cargo test builds the examples too):
     // building it on its own resolves features differently and rebuilds half the tree.
@@ -232,6 +264,8 @@ fn same_logits_everywhere() -> Result<()> {
     };
     let native = digest_of(&["--workspace"])?;
     let wasm = digest_of(&["--target", "wasm32-wasip2", "-p", "llm"])?;
+    let relaxed = digest_of(RELAXED_BUILD)?;
+    let runner = wasi_runner()?;
     let models = models::cache_dir(None)?;
     for file in [models::DEVICE_FILE, models::EDGE_FILE] {
         let model = models.join(file);
@@ -254,8 +288,11 @@ fn same_logits_everywhere() -> Result<()> {
         let simd = digest(&mut Command::new(&native))?;
         let scalar = digest(Command::new(&native).env("LADDER_KERNELS", "scalar"))?;
         let web = digest(&mut node::command(&jco, &wasm))?;
-        if simd != scalar || simd != web {
-            bail!("{file}: the builds disagree on the logits:\n  {simd}\n  {scalar}\n  {web}");
+        let edge = digest(Command::new(&runner).arg(&relaxed))?;
+        if [&scalar, &web, &edge].iter().any(|d| **d != simd) {
+            bail!(
+                "{file}: the builds disagree on the logits:\n  {simd}\n  {scalar}\n  {web}\n  {edge}"
+            );
         }
     }
     Ok(())

@@ -24,7 +24,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
             "kind": "local",
             "threads": s.model().threads(),
             "context": s.model().context_length(),
-            "kernels": format!("{:?}", s.model().kernels()),
+            "kernels": s.model().kernels().name(),
         }),
         Engine::Upstream(u) => json!({"kind": "upstream", "url": u.base_url(), "model": u.model()}),
     };

@@ -22,6 +22,12 @@ pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    feature = "relaxed-simd"
+))]
+pub mod relaxed;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub mod simd128;
 
@@ -195,6 +201,7 @@ pub struct Q8Rows {
 /// Whether the activations also keep their 8-bit values widened to i16: simd128 has no byte
 /// product that sums, so its kernels multiply i16 with `i32x4.dot_i16x8`, and widening each
 /// activation once per product beats widening it once per weight row.
+/// (The relaxed-SIMD build keeps the simd128 kernels for the signed formats.)
 const WIDE: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
 
 /// [`formats::ActivationKind::Q8K`]: per block of 256, `qs` with scale `d`, and the integer
@@ -421,6 +428,20 @@ impl Isa {
         Isa::Scalar
     }
 
+    /// The set's name as logs and pages show it: `scalar`, `avx2`, `simd128`, or
+    /// `relaxed-simd` (the simd128 set of a build with the `relaxed-simd` feature).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2",
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 if cfg!(feature = "relaxed-simd") => "relaxed-simd",
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => "simd128",
+        }
+    }
+
     /// Every set this machine can run, the reference first (for tests and benchmarks).
     pub fn available() -> Vec<Isa> {
         let mut all = vec![Isa::Scalar];
@@ -464,7 +485,7 @@ impl Isa {
             Isa::Avx2 => unsafe { avx2::dot_unpacked(u, x) },
             // SAFETY: as in `dot_rows_unchecked`.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Isa::Simd128 => unsafe { simd128::dot_unpacked(u, x) },
+            Isa::Simd128 => unsafe { simd128_dot_unpacked(u, x) },
         }
     }
 
@@ -485,8 +506,47 @@ impl Isa {
             Isa::Avx2 => unsafe { avx2::dot_rows(ty, w, x) },
             // SAFETY: the caller guarantees the rows cover `w`.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Isa::Simd128 => unsafe { simd128::dot_rows(ty, w, x) },
+            Isa::Simd128 => unsafe { simd128_dot_rows(ty, w, x) },
         }
+    }
+}
+
+/// The simd128 kernels, or the relaxed-SIMD ones where the build has them.
+///
+/// # Safety
+/// As [`simd128::dot_rows`].
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+unsafe fn simd128_dot_rows<const N: usize>(
+    ty: WeightType,
+    w: &[u8],
+    x: &[ActRow<'_>; N],
+) -> [f32; N] {
+    // SAFETY: the caller's contract; relaxed SIMD is part of this build (an engine without
+    // it rejects the whole module, so these calls never run there).
+    #[cfg(feature = "relaxed-simd")]
+    return unsafe { relaxed::dot_rows(ty, w, x) };
+    // SAFETY: the caller's contract.
+    #[cfg(not(feature = "relaxed-simd"))]
+    unsafe {
+        simd128::dot_rows(ty, w, x)
+    }
+}
+
+/// As [`simd128_dot_rows`], for an unpacked row.
+///
+/// # Safety
+/// As [`simd128::dot_unpacked`].
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+unsafe fn simd128_dot_unpacked<const N: usize>(u: &Unpacked, x: &[ActRow<'_>; N]) -> [f32; N] {
+    // SAFETY: as in `simd128_dot_rows`.
+    #[cfg(feature = "relaxed-simd")]
+    return unsafe { relaxed::dot_unpacked(u, x) };
+    // SAFETY: the caller's contract.
+    #[cfg(not(feature = "relaxed-simd"))]
+    unsafe {
+        simd128::dot_unpacked(u, x)
     }
 }
 

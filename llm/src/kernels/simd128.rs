@@ -28,11 +28,11 @@ struct Sub {
 /// 32-value formats needs, with no shuffle of the sums. The even and odd bytes of a vector
 /// are the low and high bytes of its i16 lanes, so widening costs three shifts.
 #[derive(Clone, Copy)]
-struct Wide(v128, v128);
+pub(super) struct Wide(v128, v128);
 
 /// 16 signed bytes widened to i16 in the order of [`Wide`].
 #[inline(always)]
-fn wide(v: v128) -> Wide {
+pub(super) fn wide(v: v128) -> Wide {
     Wide(i16x8_shr(i16x8_shl(v, 8), 8), i16x8_shr(v, 8))
 }
 
@@ -55,7 +55,7 @@ impl Wide {
 
     /// The 16 products with `x` summed in fours: lane `k` holds values `4k..4k+3`.
     #[inline(always)]
-    fn quads(self, x: Wide) -> v128 {
+    pub(super) fn quads(self, x: Wide) -> v128 {
         i32x4_add(i32x4_dot_i16x8(self.0, x.0), i32x4_dot_i16x8(self.1, x.1))
     }
 }
@@ -190,13 +190,13 @@ unsafe fn load_wide(p: *const i16) -> Wide {
 }
 
 #[inline(always)]
-fn load16(b: &[u8], at: usize) -> v128 {
+pub(super) fn load16(b: &[u8], at: usize) -> v128 {
     assert!(at + 16 <= b.len());
     // SAFETY: checked above.
     unsafe { v128_load(b.as_ptr().add(at).cast()) }
 }
 
-fn hsum_i32(v: v128) -> i32 {
+pub(super) fn hsum_i32(v: v128) -> i32 {
     i32x4_extract_lane::<0>(v)
         + i32x4_extract_lane::<1>(v)
         + i32x4_extract_lane::<2>(v)
@@ -329,7 +329,7 @@ fn nibbles(b: &[u8], at: usize) -> (v128, v128) {
 
 /// Q5 values (0..32) from the 32 high bits at `b[at..at + 4]` and the nibbles after them.
 #[inline(always)]
-fn five_bits(b: &[u8], at: usize) -> (v128, v128) {
+pub(super) fn five_bits(b: &[u8], at: usize) -> (v128, v128) {
     let (lo, hi) = nibbles(b, at + 4);
     let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     let bits = |half: u32| {
