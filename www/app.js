@@ -14,7 +14,10 @@ const state = {
   edgeUrl: "",
 };
 
-const device = new DeviceClient();
+// `?kernels=simd128`: the module without relaxed SIMD, as browsers without it get.
+const device = new DeviceClient({
+  kernels: new URLSearchParams(location.search).get("kernels") === "simd128" ? "simd128" : undefined,
+});
 /** Shows where the model runs (set once the adapter probe is done, in `main`). */
 let gpuNote = (_info) => {};
 
@@ -332,7 +335,7 @@ async function main() {
       badge($("backend-badge"), `WebGPU · ${info.adapter || "adapter"}`, "ok");
       note.textContent = `The model runs on WebGPU (${info.adapter || "adapter"}).`;
     } else {
-      badge($("backend-badge"), "CPU · wasm simd128", "ok");
+      badge($("backend-badge"), `CPU · wasm ${info.kernels || "simd128"}`, "ok");
       note.textContent = info.backend_note
         ? `No WebGPU: ${info.backend_note}.`
         : gpu.available

@@ -19,13 +19,16 @@ const log = (line) => {
   document.getElementById("log").textContent += `${line}\n`;
 };
 
-async function ours() {
-  const device = new DeviceClient();
+/** wasm-device's CPU path: the build the browser picks, or with `kernels: "simd128"` the one
+ * browsers without relaxed SIMD get. */
+async function ours(options = {}) {
+  const device = new DeviceClient(options);
   // The CPU path is what is compared with wllama; the WebGPU run makes its own session.
   await device.call("settings", [{ webgpu: false }]);
   const info = await device.load(MODEL, () => {});
   log(`wasm-device loaded ${info.name} (${info.kernels}) in ${Math.round(info.load_ms)} ms`);
   return {
+    kernels: info.kernels,
     run: () => device.bench(PROMPT, DECODE),
     webgpu: () => device.bench(GPU_PROMPT, GPU_DECODE, "webgpu"),
     close: () => device.worker.terminate(),
@@ -56,8 +59,13 @@ async function wllama() {
 }
 
 async function main() {
-  const engines = { "wasm-device": await ours(), wllama: await wllama() };
-  const runs = { "wasm-device": [], wllama: [] };
+  const engines = {
+    "wasm-device": await ours(),
+    "wasm-device-simd128": await ours({ kernels: "simd128" }),
+    wllama: await wllama(),
+  };
+  const runs = Object.fromEntries(Object.keys(engines).map((name) => [name, []]));
+  const kernels = Object.fromEntries(Object.entries(engines).map(([name, e]) => [name, e.kernels]));
   for (let i = 0; i < REPS; i++) {
     for (const [name, engine] of Object.entries(engines)) {
       const r = await engine.run();
@@ -79,8 +87,8 @@ async function main() {
       webgpu = { error: String(err?.message ?? err) };
     }
   }
-  for (const engine of Object.values(engines)) await engine.close();
-  return { runs, webgpu, prompt: PROMPT, decode: DECODE, webgpu_adapter: Boolean(adapter), user_agent: navigator.userAgent };
+  for (const engine of Object.values(engines)) await engine.close?.();
+  return { runs, kernels, webgpu, prompt: PROMPT, decode: DECODE, webgpu_adapter: Boolean(adapter), user_agent: navigator.userAgent };
 }
 
 main().then(

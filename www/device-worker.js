@@ -3,9 +3,31 @@
 // in the module. Protocol: the page posts {id, method, args}; the worker answers with
 // {id, event} for streamed events (download progress, ask events), then {id, result} or
 // {id, error}.
-import init, { Device } from "./pkg/wasm_device.js";
+//
+// There are two builds of the module: ./pkg/relaxed (the relaxed-SIMD kernels, faster) and
+// ./pkg (simd128 only) for browsers without relaxed SIMD, which reject the other one whole.
+// `?kernels=simd128` on the worker's URL asks for the second one anyway.
+
+// A module whose one function uses `i8x16.relaxed_swizzle`: it validates only where the
+// browser has relaxed SIMD.
+const RELAXED_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type: () -> v128
+  0x03, 0x02, 0x01, 0x00, // one function of that type
+  0x0a, 0x0f, 0x01, 0x0d, 0x00, // its code, no locals:
+  0x41, 0x01, 0xfd, 0x0f, // i8x16.splat(1)
+  0x41, 0x02, 0xfd, 0x0f, // i8x16.splat(2)
+  0xfd, 0x80, 0x02, // i8x16.relaxed_swizzle
+  0x0b, // end
+]);
+
+const wanted = new URLSearchParams(self.location.search).get("kernels");
+const relaxed = wanted !== "simd128" && WebAssembly.validate(RELAXED_PROBE);
 
 const ready = (async () => {
+  const { default: init, Device } = relaxed
+    ? await import("./pkg/relaxed/wasm_device.js")
+    : await import("./pkg/wasm_device.js");
   await init();
   return Device.open();
 })();

@@ -9,8 +9,12 @@
 /** @typedef {import("./pkg/wasm_device").Progress} Progress */
 
 export class DeviceClient {
-  constructor() {
-    this.worker = new Worker(new URL("./device-worker.js", import.meta.url), { type: "module" });
+  /** @param {{kernels?: "simd128"}} [options] `kernels: "simd128"`: the module built without
+   * relaxed SIMD even where the browser has it (the build other browsers get). */
+  constructor(options = {}) {
+    const url = new URL("./device-worker.js", import.meta.url);
+    if (options.kernels) url.searchParams.set("kernels", options.kernels);
+    this.worker = new Worker(url, { type: "module" });
     this.next = 1;
     /** @type {Map<number, {resolve: Function, reject: Function, onEvent?: Function}>} */
     this.calls = new Map();

@@ -3,7 +3,8 @@
 // gives the CPU path's picks, a question gets a streamed answer on the device, with β = 1 the
 // answer comes from the edge and the hop records show it, with CloudServe it climbs through
 // the edge to the cloud, with the edge stopped (or the browser offline) the page still
-// answers locally and says why, and Stop stops.
+// answers locally and says why, Stop stops, and the module built without relaxed SIMD (for
+// browsers that lack it) gives the same answer.
 //
 // Run by `cargo xtask test`, which serves the page, edge-host and cloud-host on loopback and
 // sets:
@@ -40,6 +41,8 @@ let browser;
 let page;
 /** The question whose device confidence was the lower of two (set by the β = 1 test). */
 let lowQuestion;
+/** The device's greedy answer to the first question (set by the streamed-answer test). */
+let deviceAnswer;
 const problems = [];
 
 before(async () => {
@@ -110,6 +113,8 @@ test("the page loads the device model and says where it runs", async () => {
   const note = page.locator("#gpu-note");
   await note.waitFor({ state: "visible" });
   assert.match(await note.innerText(), /CPU/);
+  // Chromium has relaxed SIMD, so the worker loads that build of the module.
+  assert.match(await page.innerText("#backend-badge"), /relaxed-simd/);
   await page.waitForSelector("#edge-badge[data-state=ok]");
   assert.equal(await page.isEnabled("#input"), true);
 });
@@ -149,6 +154,7 @@ test("a question gets a streamed answer on the device", async () => {
   assert.match(a.text, /Paris/);
   assert.deepEqual(a.hops.map((h) => [h.tier, h.outcome]), [["device", "answered"]]);
   assert.match(a.meta, /answered by device/);
+  deviceAnswer = a.text;
 });
 
 test("with β = 1 the answer comes from the edge and the hop records show it", async () => {
@@ -255,6 +261,20 @@ test("a reload reads the model from the browser's cache", async () => {
   // The windows survived the reload (IndexedDB): the panel still counts the earlier answers.
   const seen = Number(await page.locator("#rates tr[data-tier=device] td:nth-child(2)").innerText());
   assert.ok(seen >= 5, `device requests seen after the reload: ${seen}`);
+});
+
+test("the simd128 build (for browsers without relaxed SIMD) gives the same answer", async () => {
+  assert.ok(deviceAnswer, "the streamed-answer test ran first");
+  await page.goto(`${PAGE}?edge=${encodeURIComponent(EDGE)}&kernels=simd128`);
+  await page.waitForSelector("#model-badge[data-state=ok]", { timeout: 180_000 });
+  const badge = await page.innerText("#backend-badge");
+  assert.match(badge, /simd128/);
+  assert.doesNotMatch(badge, /relaxed/);
+  await setPolicy({ betaDevice: 0, betaEdge: 0 });
+  await ask("What is the capital of France?");
+  const a = await finished();
+  assert.equal(a.answeredBy, "device", a.meta);
+  assert.equal(a.text, deviceAnswer);
 });
 
 test("nothing went wrong in the page", () => {

@@ -245,7 +245,7 @@ impl Device {
                 source: file.source,
                 cache_error: file.cache_error,
                 load_ms: browser::now() - t0,
-                kernels: format!("{:?}", model.model().kernels()).to_lowercase(),
+                kernels: model.model().kernels().name().to_string(),
                 backend: model.backend(),
                 adapter,
                 backend_note: model.note().map(str::to_string),

@@ -15,43 +15,54 @@ use std::path::{Path, PathBuf};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// Builds the page's module with the dev or release profile; returns the folder holding
-/// `wasm_device.js`, `wasm_device_bg.wasm` and `wasm_device.d.ts`.
+/// Builds the page's module with the dev or release profile, in two builds: `relaxed/` with
+/// the relaxed-SIMD kernels (what browsers that have relaxed SIMD load) and, at the top, the
+/// simd128-only one for the others (`www/device-worker.js` picks). Returns the folder holding
+/// `wasm_device.js`, `wasm_device_bg.wasm` and `wasm_device.d.ts` (and `relaxed/` with the same).
 pub fn build_page(release: bool) -> Result<PathBuf> {
     let profile = if release { "release" } else { "debug" };
-    step(&format!(
-        "The device module for the page (wasm-device, {profile})"
-    ));
-    let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "--locked",
-        "--target",
-        "wasm32-unknown-unknown",
-        "-p",
-        "wasm-device",
-    ]);
-    if release {
-        cmd.arg("--release");
-    }
-    run::run(cmd.current_dir(run::workspace_root()))?;
     let target = run::target_dir()?;
-    let wasm = target
-        .join("wasm32-unknown-unknown")
-        .join(profile)
-        .join("wasm_device.wasm");
-    if !wasm.is_file() {
-        bail!("cargo built no {}", wasm.display());
-    }
     let out = target.join("www-pkg").join(profile);
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let bindgen = browser::wasm_bindgen()?;
-    run::run(
-        std::process::Command::new(bindgen)
-            .args(["--target", "web", "--out-dir"])
-            .arg(&out)
-            .arg(&wasm),
-    )?;
+    // Cargo writes both builds to the same file, so each goes through wasm-bindgen at once.
+    for (flavour, features, dir) in [
+        ("simd128", None, out.clone()),
+        ("relaxed SIMD", Some("relaxed-simd"), out.join("relaxed")),
+    ] {
+        step(&format!(
+            "The device module for the page (wasm-device, {profile}, {flavour})"
+        ));
+        let mut cmd = cargo();
+        cmd.args([
+            "build",
+            "--locked",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            "wasm-device",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        if let Some(features) = features {
+            cmd.args(["--features", features]);
+        }
+        run::run(cmd.current_dir(run::workspace_root()))?;
+        let wasm = target
+            .join("wasm32-unknown-unknown")
+            .join(profile)
+            .join("wasm_device.wasm");
+        if !wasm.is_file() {
+            bail!("cargo built no {}", wasm.display());
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        run::run(
+            std::process::Command::new(&bindgen)
+                .args(["--target", "web", "--out-dir"])
+                .arg(&dir)
+                .arg(&wasm),
+        )?;
+    }
     Ok(out)
 }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask bench device`: the device model's speed in headless Chromium. wasm-device
-//! (release build, CPU, simd128, one thread, in its worker) against wllama (llama.cpp compiled
+//! (release build, CPU, one thread, in its worker; the relaxed-SIMD build the browser picks and
+//! the simd128 build other browsers get) against wllama (llama.cpp compiled
 //! to WebAssembly, npm `@wllama/wllama`, `n_threads: 1`, no GPU layers) on the same GGUF in the
 //! same browser, runs alternating (www/bench.html); and the same wasm-device decode against
 //! llama.cpp's native `llama-bench` on one thread.
@@ -70,6 +71,14 @@ pub fn device(args: &super::Args) -> Result<Vec<Row>> {
     };
     let ours_decode = mean("wasm-device", "decode_tok_s")?;
     let ours_prefill = mean("wasm-device", "prefill_tok_s")?;
+    let simd128_decode = mean("wasm-device-simd128", "decode_tok_s")?;
+    let simd128_prefill = mean("wasm-device-simd128", "prefill_tok_s")?;
+    // Which build the browser picked (Chromium has relaxed SIMD since 114).
+    let kernels = result["kernels"]["wasm-device"]
+        .as_str()
+        .context("the page did not say which kernels wasm-device ran")?
+        .to_string();
+    eprintln!("  wasm-device ran its {kernels} build");
     let wllama_decode = mean("wllama", "decode_tok_s")?;
     let wllama_prefill = mean("wllama", "prefill_tok_s")?;
 
@@ -93,6 +102,17 @@ pub fn device(args: &super::Args) -> Result<Vec<Row>> {
         row("decode cpu threads=1", ours_decode, wllama_decode),
         row("prefill cpu threads=1", ours_prefill, wllama_prefill),
         row("decode cpu threads=1 vs native", ours_decode, native),
+        // The build for browsers without relaxed SIMD.
+        row(
+            "decode cpu-simd128 threads=1",
+            simd128_decode,
+            wllama_decode,
+        ),
+        row(
+            "prefill cpu-simd128 threads=1",
+            simd128_prefill,
+            wllama_prefill,
+        ),
     ];
     // The WebGPU path, against the CPU path of the same run (where the browser has an
     // adapter; on a software adapter a check that it runs, not a speed claim).
