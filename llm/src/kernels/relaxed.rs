@@ -18,7 +18,7 @@
 use super::ActRow;
 use super::formats::{WeightType, f16_at, scales_mins_k4};
 use super::scalar::{Lanes, Set, k_lanes, two_sets};
-use super::simd128::{five_bits, hsum_i32, load16};
+use super::simd128::{five_bits, hsum_i32, k6_values, k45_mins, k45_values, load16};
 use core::arch::wasm32::*;
 
 /// The 16 products of the activations `x` (signed) with the weights `w` (0..=127) summed in
@@ -115,24 +115,9 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
     for (blk, b) in w.chunks_exact(bytes).enumerate() {
         let (sc, m) = scales_mins_k4(&b[4..16]);
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        let qs = if Q5 { 48 } else { 16 };
         let mut sumi = [zero; N];
         for (j, &sc_j) in sc.iter().enumerate() {
-            let g = j / 2;
-            let (r0, r1) = (load16(b, qs + 32 * g), load16(b, qs + 32 * g + 16));
-            let (mut lo, mut hi) = if j % 2 == 0 {
-                (
-                    v128_and(r0, u8x16_splat(0xF)),
-                    v128_and(r1, u8x16_splat(0xF)),
-                )
-            } else {
-                (u8x16_shr(r0, 4), u8x16_shr(r1, 4))
-            };
-            if Q5 {
-                let bit = |h: v128| i8x16_shl(v128_and(u8x16_shr(h, j as u32), u8x16_splat(1)), 4);
-                lo = v128_or(lo, bit(load16(b, 16)));
-                hi = v128_or(hi, bit(load16(b, 32)));
-            }
+            let (lo, hi) = k45_values::<Q5>(b, j);
             let scale = i16x8_splat(i16::from(sc_j));
             for (r, row) in x.iter().enumerate() {
                 let k = 16 * blk + 2 * j;
@@ -144,10 +129,7 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
             }
         }
         for (r, row) in x.iter().enumerate() {
-            let sums = &row.ksums[16 * blk..16 * blk + 16];
-            let mins: i32 = (0..8)
-                .map(|j| i32::from(m[j]) * (i32::from(sums[2 * j]) + i32::from(sums[2 * j + 1])))
-                .sum();
+            let mins = k45_mins(&m, &row.ksums[16 * blk..16 * blk + 16]);
             k_lanes(
                 &mut lanes[r],
                 blk,
@@ -174,20 +156,7 @@ fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
         let (s0, s1) = (load_i16(&scales, 0), load_i16(&scales, 8));
         let mut sumi = [zero; N];
         for j in 0..8 {
-            // Sub-block j: half n = j / 4 of 128 values, chunk c = j % 4 of 32 within it.
-            let (n, c) = (j / 4, j % 4);
-            let ql = 64 * n + if c % 2 == 1 { 32 } else { 0 };
-            let qh = 128 + 32 * n;
-            let low = |v: v128| {
-                if c < 2 {
-                    v128_and(v, u8x16_splat(0xF))
-                } else {
-                    u8x16_shr(v, 4)
-                }
-            };
-            let high = |v: v128| i8x16_shl(v128_and(u8x16_shr(v, 2 * c as u32), u8x16_splat(3)), 4);
-            let value = |at: usize| v128_or(low(load16(b, ql + at)), high(load16(b, qh + at)));
-            let (a, bb) = (value(0), value(16));
+            let (a, bb) = k6_values(b, j);
             // Values 32j..32j + 32 are the 16-value groups 2j and 2j + 1.
             let (sa, sb) = (i16x8_splat(scales[2 * j]), i16x8_splat(scales[2 * j + 1]));
             for (r, row) in x.iter().enumerate() {

@@ -210,24 +210,9 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
     for (blk, b) in w.chunks_exact(bytes).enumerate() {
         let (sc, m) = scales_mins_k4(&b[4..16]);
         let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        let qs = if Q5 { 48 } else { 16 };
         let mut sumi = [i32x4_splat(0); N];
         for (j, &sc_j) in sc.iter().enumerate() {
-            let g = j / 2;
-            let (r0, r1) = (load16(b, qs + 32 * g), load16(b, qs + 32 * g + 16));
-            let (mut lo, mut hi) = if j % 2 == 0 {
-                (
-                    v128_and(r0, u8x16_splat(0xF)),
-                    v128_and(r1, u8x16_splat(0xF)),
-                )
-            } else {
-                (u8x16_shr(r0, 4), u8x16_shr(r1, 4))
-            };
-            if Q5 {
-                let bit = |h: v128| i8x16_shl(v128_and(u8x16_shr(h, j as u32), u8x16_splat(1)), 4);
-                lo = v128_or(lo, bit(load16(b, 16)));
-                hi = v128_or(hi, bit(load16(b, 32)));
-            }
+            let (lo, hi) = k45_values::<Q5>(b, j);
             let (lo, hi) = (
                 wide(lo).scaled(i16::from(sc_j)),
                 wide(hi).scaled(i16::from(sc_j)),
@@ -239,10 +224,7 @@ fn k45<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N
             }
         }
         for (r, row) in x.iter().enumerate() {
-            let sums = &row.ksums[16 * blk..16 * blk + 16];
-            let mins: i32 = (0..8)
-                .map(|j| i32::from(m[j]) * (i32::from(sums[2 * j]) + i32::from(sums[2 * j + 1])))
-                .sum();
+            let mins = k45_mins(&m, &row.ksums[16 * blk..16 * blk + 16]);
             k_lanes(
                 &mut lanes[r],
                 blk,
@@ -262,27 +244,12 @@ fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
         let d = f16_at(b, 208);
         let mut sumi = [i32x4_splat(0); N];
         for j in 0..8 {
-            // Sub-block j: half n = j / 4 of 128 values, chunk c = j % 4 of 32 within it.
-            let (n, c) = (j / 4, j % 4);
-            let ql = 64 * n + if c % 2 == 1 { 32 } else { 0 };
-            let qh = 128 + 32 * n;
-            let low = |v: v128| {
-                if c < 2 {
-                    v128_and(v, u8x16_splat(0xF))
-                } else {
-                    u8x16_shr(v, 4)
-                }
-            };
-            let high = |v: v128| i8x16_shl(v128_and(u8x16_shr(v, 2 * c as u32), u8x16_splat(3)), 4);
-            let a = i8x16_sub(
-                v128_or(low(load16(b, ql)), high(load16(b, qh))),
-                i8x16_splat(32),
+            let (a, bb) = k6_values(b, j);
+            let (a, bb) = (
+                i8x16_sub(a, i8x16_splat(32)),
+                i8x16_sub(bb, i8x16_splat(32)),
             );
-            let bb = i8x16_sub(
-                v128_or(low(load16(b, ql + 16)), high(load16(b, qh + 16))),
-                i8x16_splat(32),
-            );
-            let s = 8 * n + 2 * c;
+            let s = 2 * j;
             let (a, bb) = (
                 wide(a).scaled(i16::from(b[192 + s] as i8)),
                 wide(bb).scaled(i16::from(b[192 + s + 1] as i8)),
@@ -304,6 +271,60 @@ fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
         }
     }
     lanes.map(|l| l.total())
+}
+
+/// Sub-block `j` (0..8) of a Q4_K / Q5_K super-block `b`: its 32 values (0..32) as bytes,
+/// values `32j..32j + 16` and `32j + 16..32j + 32`.
+#[inline(always)]
+pub(super) fn k45_values<const Q5: bool>(b: &[u8], j: usize) -> (v128, v128) {
+    let qs = if Q5 { 48 } else { 16 };
+    let g = j / 2;
+    let (r0, r1) = (load16(b, qs + 32 * g), load16(b, qs + 32 * g + 16));
+    let (lo, hi) = if j.is_multiple_of(2) {
+        (
+            v128_and(r0, u8x16_splat(0xF)),
+            v128_and(r1, u8x16_splat(0xF)),
+        )
+    } else {
+        (u8x16_shr(r0, 4), u8x16_shr(r1, 4))
+    };
+    if !Q5 {
+        return (lo, hi);
+    }
+    let bit = |h: v128| i8x16_shl(v128_and(u8x16_shr(h, j as u32), u8x16_splat(1)), 4);
+    (
+        v128_or(lo, bit(load16(b, 16))),
+        v128_or(hi, bit(load16(b, 32))),
+    )
+}
+
+/// A Q4_K / Q5_K super-block's min term: its eight 6-bit mins `m` times the activations'
+/// sums of the 32 values each covers (`sums`: the 16 sums of 16).
+#[inline(always)]
+pub(super) fn k45_mins(m: &[u8; 8], sums: &[i16]) -> i32 {
+    (0..8)
+        .map(|j| i32::from(m[j]) * (i32::from(sums[2 * j]) + i32::from(sums[2 * j + 1])))
+        .sum()
+}
+
+/// Sub-block `j` (0..8) of a Q6_K super-block `b`: its 32 stored values (0..64, the signed
+/// value plus 32) as bytes, values `32j..32j + 16` and `32j + 16..32j + 32`.
+#[inline(always)]
+pub(super) fn k6_values(b: &[u8], j: usize) -> (v128, v128) {
+    // Half n = j / 4 of 128 values, chunk c = j % 4 of 32 within it.
+    let (n, c) = (j / 4, j % 4);
+    let ql = 64 * n + if c % 2 == 1 { 32 } else { 0 };
+    let qh = 128 + 32 * n;
+    let low = |v: v128| {
+        if c < 2 {
+            v128_and(v, u8x16_splat(0xF))
+        } else {
+            u8x16_shr(v, 4)
+        }
+    };
+    let high = |v: v128| i8x16_shl(v128_and(u8x16_shr(v, 2 * c as u32), u8x16_splat(3)), 4);
+    let value = |at: usize| v128_or(low(load16(b, ql + at)), high(load16(b, qh + at)));
+    (value(0), value(16))
 }
 
 impl Sub {
