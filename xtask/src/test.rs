@@ -255,16 +255,27 @@ fn same_logits_everywhere() -> Result<()> {
     let jco = node::jco()?;
     // The digest example as the test builds made it (cargo test builds the examples too):
     // building it on its own resolves features differently and rebuilds half the tree.
-    let digest_of = |args: &[&str]| -> Result<PathBuf> {
-        test_build(args)?
+    // Cargo puts an example of every feature set at the same path, so each build's is copied
+    // away before the next build replaces it.
+    let copies = run::target_dir()?.join("xtask").join("digest");
+    let digest_of = |label: &str, args: &[&str]| -> Result<PathBuf> {
+        let exe = test_build(args)?
             .into_iter()
             .find(|a| !a.harness && a.name == "digest")
             .map(|a| a.exe)
-            .context("the test build made no `digest` example")
+            .context("the test build made no `digest` example")?;
+        let file = exe
+            .file_name()
+            .context("the digest example has no file name")?;
+        let copy = copies.join(label).join(file);
+        std::fs::create_dir_all(copies.join(label))?;
+        std::fs::copy(&exe, &copy)
+            .with_context(|| format!("copying {} to {}", exe.display(), copy.display()))?;
+        Ok(copy)
     };
-    let native = digest_of(&["--workspace"])?;
-    let wasm = digest_of(&["--target", "wasm32-wasip2", "-p", "llm"])?;
-    let relaxed = digest_of(RELAXED_BUILD)?;
+    let native = digest_of("native", &["--workspace"])?;
+    let wasm = digest_of("simd128", &["--target", "wasm32-wasip2", "-p", "llm"])?;
+    let relaxed = digest_of("relaxed-simd", RELAXED_BUILD)?;
     let runner = wasi_runner()?;
     let models = models::cache_dir(None)?;
     for file in [models::DEVICE_FILE, models::EDGE_FILE] {
