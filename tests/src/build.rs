@@ -47,10 +47,37 @@ pub fn model(file: &str) -> Result<PathBuf> {
 pub const EDGE_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
 pub const EDGE_MODEL_ID: &str = "gemma-3-270m-q4_k_m";
 
-fn cargo() -> Command {
+/// `cargo` in the workspace root, without the variables cargo set for the program calling it
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, … of a test, or of xtask under `cargo xtask`).
+/// Build scripts such as ring's track some of them, so a build that sees other values than the
+/// last one recompiles those crates and everything above them. xtask builds with this too.
+pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace());
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(key);
+        }
+    }
     cmd
+}
+
+/// Whether cargo sets `key` for the programs it runs (`cargo run`, `cargo test`).
+fn set_by_cargo_run(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_BIN_EXE_")
+        || matches!(
+            key,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
 }
 
 /// Runs `cmd` with the build lock held.

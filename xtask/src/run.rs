@@ -42,9 +42,10 @@ fn show(cmd: &Command) -> String {
     s
 }
 
-/// `cargo`, as the one that started xtask.
+/// `cargo`, as the one that started xtask, in the workspace root and without the variables
+/// cargo set for xtask itself (see `ladder_tests::build::cargo`).
 pub fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    ladder_tests::build::cargo()
 }
 
 /// The workspace root (the folder holding the top-level Cargo.toml).
