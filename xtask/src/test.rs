@@ -17,9 +17,6 @@ pub struct Args {
     pub browser_only: bool,
 }
 
-/// Crates that must build for the browser and for the edge component.
-const WASM_CRATES: [&str; 2] = ["offload", "llm"];
-
 pub fn run(args: &Args) -> Result<()> {
     if !args.no_setup {
         setup::run(&setup::Args { no_models: false })?;
@@ -60,22 +57,6 @@ pub fn run(args: &Args) -> Result<()> {
         )?;
     }
 
-    // llm's GPU path is a feature no native crate of the workspace turns on.
-    run::run(
-        cargo()
-            .args([
-                "clippy",
-                "--locked",
-                "-p",
-                "llm",
-                "--features",
-                "gpu",
-                "--all-targets",
-            ])
-            .args(["--", "-D", "warnings"])
-            .current_dir(&root),
-    )?;
-
     // The device tier's browser glue exists only on wasm32-unknown-unknown.
     run::run(
         cargo()
@@ -84,15 +65,9 @@ pub fn run(args: &Args) -> Result<()> {
             .current_dir(&root),
     )?;
 
-    for target in ["wasm32-unknown-unknown", "wasm32-wasip2"] {
-        step(&format!("WebAssembly build ({target})"));
-        let mut cmd = cargo();
-        cmd.args(["build", "--locked", "--target", target]);
-        for krate in WASM_CRATES {
-            cmd.args(["-p", krate]);
-        }
-        run::run(cmd.current_dir(&root))?;
-    }
+    // What builds for the browser and for the edge component is built by the steps that need
+    // it: the edge component (llm and offload for wasm32-wasip2) here, the page's device module
+    // (for wasm32-unknown-unknown) before the browser tests.
 
     // The component tests (tests/tests/edge_component.rs) serve both builds in edge-host.
     let components = crate::edge::build(false)?;
@@ -102,23 +77,16 @@ pub fn run(args: &Args) -> Result<()> {
     let python = crate::python::venv()?;
     let llama = crate::llama_cpp::build(&["llama-server"])?;
 
-    step("Tests (cargo test --workspace)");
+    // With llm's GPU path (ladder-tests turns feature `gpu` on): its WGSL kernels run
+    // natively on Vulkan (lavapipe where there is no GPU, from the setup), against the CPU path
+    // on tiny models and on the default device model. A missing adapter fails rather than
+    // skipping.
+    step("Tests (cargo test --workspace, llm's GPU path on Vulkan included)");
     run::run(
         cargo()
             .args(["test", "--workspace", "--locked"])
             .env("LADDER_PYTHON", &python)
             .env("LADDER_LLAMA_SERVER", llama.join("llama-server"))
-            .current_dir(&root),
-    )?;
-
-    // The WGSL kernels natively, on Vulkan (lavapipe where there is no GPU, from the setup):
-    // against the CPU path on tiny models and on the default device model. A missing
-    // adapter fails here rather than skipping.
-    step("GPU path (llm --features gpu on Vulkan)");
-    run::run(
-        cargo()
-            .args(["test", "--locked", "-p", "llm", "--features", "gpu"])
-            .args(["--lib", "--test", "gpu_default_model", "--", "gpu"])
             .env("LADDER_REQUIRE_GPU", "1")
             .current_dir(&root),
     )?;
