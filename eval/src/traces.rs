@@ -5,7 +5,7 @@
 //!
 //! A trace file holds the records of **one tier's model on one dataset with one prompt
 //! template**. It lives at `target/eval/traces/<key>.jsonl`, where `<key>` is the first 16 hex
-//! digits of SHA-256 over `ladder-trace-v1`, the tier, the model file's SHA-256, the prompt
+//! digits of SHA-256 over `ladder-trace-v2`, the tier, the model file's SHA-256, the prompt
 //! template id and the dataset file's SHA-256 (each on its own line): change any of them and a
 //! new file is started, so a cache can never be stale. Beside it, `<key>.meta.json` holds those
 //! parts in clear ([`TraceMeta`]), including `"synthetic": true` for generated traces, which
@@ -41,7 +41,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-pub const TRACE_FORMAT: &str = "ladder-trace-v1";
+/// Part of every trace's cache key: raised when what a trace holds changes, so old files are
+/// not mixed with new ones (v2: log-probs normalised with `llm`'s own log-sum-exp).
+pub const TRACE_FORMAT: &str = "ladder-trace-v2";
 
 /// One tier's model on one item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Greedy (or sampled) generation from a prompt, printing the text as it comes and the speed.
 //!
 //! ```text
-//! cargo run --release -p llm --example generate -- MODEL.gguf "PROMPT" [-n TOKENS] [-t THREADS] [--chat]
+//! cargo run --release -p llm --example generate -- MODEL.gguf "PROMPT" [-n TOKENS] [-t THREADS] [--top N] [--chat]
 //! ```
 
 use llm::generate::{Generation, SamplingParams};
@@ -11,7 +11,8 @@ use std::io::Write;
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    const USAGE: &str = "usage: generate MODEL.gguf PROMPT [-n TOKENS] [-t THREADS] [--chat]";
+    const USAGE: &str =
+        "usage: generate MODEL.gguf PROMPT [-n TOKENS] [-t THREADS] [--top N] [--chat]";
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = args.first().ok_or(USAGE)?;
     let prompt = args.get(1).ok_or(USAGE)?;
@@ -24,6 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let max_tokens = value("-n")?.unwrap_or(64);
     let threads = value("-t")?;
+    // Alternatives per token, as the hosts ask for when they report confidence.
+    let top_logprobs = value("--top")?.unwrap_or(0);
     let t0 = Instant::now();
     let model = Model::load_with(
         path,
@@ -42,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ids = model.tokenizer().encode(&text, EncodeOptions::PROMPT);
     let params = SamplingParams {
         max_tokens,
+        top_logprobs,
         ..Default::default()
     };
     let t1 = Instant::now();

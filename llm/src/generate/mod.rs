@@ -3,6 +3,7 @@
 //! confidence comes out of here.
 
 use crate::error::{Error, Result};
+use crate::kernels::Isa;
 use crate::models::{Model, Session};
 use crate::tokenizer::{TokenId, Tokenizer};
 use candle_core::{Device, Tensor};
@@ -77,11 +78,9 @@ impl CancelToken {
     }
 }
 
-/// `log_softmax(logits)` in place, computed stably.
+/// `log_softmax(logits)` in place, computed stably (see [`Isa::log_sum_exp`]).
 pub fn log_softmax(logits: &mut [f32]) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
-    let log_z = max + sum.ln();
+    let log_z = Isa::detect().log_sum_exp(logits);
     for x in logits.iter_mut() {
         *x -= log_z;
     }
@@ -89,20 +88,38 @@ pub fn log_softmax(logits: &mut [f32]) {
 
 /// The `n` largest entries, largest first (ties: lower id first).
 pub fn top_n(logprobs: &[f32], n: usize) -> Vec<(TokenId, f32)> {
+    top_n_of(logprobs.iter().copied(), n)
+}
+
+/// [`top_n`] of the values `values` yields in id order, in one pass that keeps only the `n`
+/// best (the decoder asks for at most a few alternatives of a vocabulary-sized row).
+fn top_n_of(values: impl Iterator<Item = f32>, n: usize) -> Vec<(TokenId, f32)> {
+    let mut best: Vec<(TokenId, f32)> = Vec::with_capacity(n + 1);
     if n == 0 {
-        return Vec::new();
+        return best;
     }
-    let mut idx: Vec<u32> = (0..logprobs.len() as u32).collect();
-    let n = n.min(idx.len());
-    let cmp = |a: &u32, b: &u32| {
-        logprobs[*b as usize]
-            .total_cmp(&logprobs[*a as usize])
-            .then(a.cmp(b))
-    };
-    idx.select_nth_unstable_by(n.saturating_sub(1), cmp);
-    idx.truncate(n);
-    idx.sort_by(cmp);
-    idx.into_iter().map(|i| (i, logprobs[i as usize])).collect()
+    for (id, v) in (0..).zip(values) {
+        if best.len() == n && best[n - 1].1.total_cmp(&v).is_ge() {
+            continue;
+        }
+        // After every kept value at least as large: an equal value of a lower id stays ahead.
+        let at = best.partition_point(|(_, b)| b.total_cmp(&v).is_ge());
+        best.insert(at, (id, v));
+        best.truncate(n);
+    }
+    best
+}
+
+/// The index of the largest logit, the first of equal ones (what candle's `argmax` picks, so
+/// greedy decoding skips building a tensor of the whole row).
+fn argmax(logits: &[f32]) -> Option<TokenId> {
+    let (mut best, mut at) = (*logits.first()?, 0);
+    for (i, &v) in logits.iter().enumerate().skip(1) {
+        if best < v {
+            (best, at) = (v, i);
+        }
+    }
+    TokenId::try_from(at).ok()
 }
 
 /// The per-sequence decoding state without the forward pass: sampler, stop strings, token
@@ -184,15 +201,20 @@ impl Decoder {
             self.finish = Some(FinishReason::Length);
             return Ok(None);
         }
-        let tensor = Tensor::new(logits.as_slice(), &Device::Cpu)?;
-        let id = self.sampler.sample(&tensor)?;
-        let mut logprobs = logits;
-        log_softmax(&mut logprobs);
-        let logprob = logprobs
+        let greedy = self.params.temperature <= 0.0;
+        let id = match argmax(&logits).filter(|_| greedy) {
+            Some(id) => id,
+            None => self
+                .sampler
+                .sample(&Tensor::new(logits.as_slice(), &Device::Cpu)?)?,
+        };
+        // The log-probs are the logits less their log-sum-exp: only the picked token's and the
+        // few alternatives' are formed.
+        let log_z = Isa::detect().log_sum_exp(&logits);
+        let logprob = logits
             .get(id as usize)
-            .copied()
-            .unwrap_or(f32::NEG_INFINITY);
-        let top = top_n(&logprobs, self.params.top_logprobs);
+            .map_or(f32::NEG_INFINITY, |&x| x - log_z);
+        let top = top_n_of(logits.iter().map(|&x| x - log_z), self.params.top_logprobs);
         self.generated += 1;
 
         let bytes = tokenizer
@@ -508,6 +530,58 @@ mod tests {
         assert_eq!(top_n(&lp, 3), vec![(1, -1.0), (3, -1.0), (2, -2.0)]);
         assert_eq!(top_n(&lp, 0), vec![]);
         assert_eq!(top_n(&lp, 9).len(), 4);
+    }
+
+    #[test]
+    fn top_n_equals_sorting_everything() {
+        // Few distinct values, so that ties are everywhere.
+        let lp: Vec<f32> = (0..5000u32).map(|i| -(((i * 7919) % 37) as f32)).collect();
+        let mut all: Vec<(TokenId, f32)> = (0..).zip(lp.iter().copied()).collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for n in [1, 2, 5, 20, 200] {
+            assert_eq!(top_n(&lp, n), all[..n], "n = {n}");
+        }
+    }
+
+    #[test]
+    fn argmax_picks_what_candle_picks() {
+        let rows: [&[f32]; 4] = [
+            &[0.5, 2.0, -1.0, 2.0],
+            &[3.0],
+            &[f32::NEG_INFINITY, -5.0, f32::NEG_INFINITY],
+            &[-1.0, -0.5, -0.5, -3.0, -0.25],
+        ];
+        for row in rows {
+            let t = Tensor::new(row, &Device::Cpu).expect("tensor");
+            let want = t
+                .argmax(candle_core::D::Minus1)
+                .and_then(|i| i.to_scalar::<u32>())
+                .expect("candle argmax");
+            assert_eq!(argmax(row), Some(want), "{row:?}");
+        }
+        assert_eq!(argmax(&[]), None);
+    }
+
+    #[test]
+    fn greedy_tokens_carry_the_log_softmax_of_their_logits() {
+        let tokenizer = Tokenizer::from_gguf_metadata(&crate::tokenizer::tests::bpe_meta("smollm"))
+            .expect("synthetic vocabulary");
+        let logits: Vec<f32> = (0..tokenizer.vocab_size())
+            .map(|i| ((i * 31) % 17) as f32 * 0.5)
+            .collect();
+        let mut lp = logits.clone();
+        log_softmax(&mut lp);
+        let mut decoder = Decoder::new(SamplingParams {
+            top_logprobs: 3,
+            ..SamplingParams::default()
+        });
+        let token = decoder
+            .next_token(logits, &tokenizer)
+            .expect("decoding")
+            .expect("a token");
+        assert_eq!(token.id, argmax(&lp).expect("not empty"));
+        assert_eq!(token.logprob, lp[token.id as usize]);
+        assert_eq!(token.top, top_n(&lp, 3));
     }
 
     #[test]

@@ -63,6 +63,42 @@ fn softmax_body(x: &mut [f32]) {
     }
 }
 
+/// Lanes of [`log_sum_exp_body`]: value `i` goes to lane `i % LANES`, and the lanes are combined
+/// in one fixed order, so the scalar, AVX2 and WebAssembly builds (which vectorise the lanes)
+/// compute the same bits.
+const LANES: usize = 8;
+
+#[inline(always)]
+fn log_sum_exp_body(x: &[f32]) -> f32 {
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    let mut m = [f32::NEG_INFINITY; LANES];
+    for c in chunks.clone() {
+        for (m, &v) in m.iter_mut().zip(c) {
+            *m = m.max(v);
+        }
+    }
+    for (m, &v) in m.iter_mut().zip(tail) {
+        *m = m.max(v);
+    }
+    let max = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max.is_infinite() {
+        // Empty, all −∞, or a +∞ among the values: nothing finite to normalise against.
+        return max;
+    }
+    let mut s = [0.0f32; LANES];
+    for c in chunks {
+        for (s, &v) in s.iter_mut().zip(c) {
+            *s += exp(v - max);
+        }
+    }
+    for (s, &v) in s.iter_mut().zip(tail) {
+        *s += exp(v - max);
+    }
+    let sum = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    max + sum.ln()
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     #[target_feature(enable = "avx2,fma")]
@@ -76,6 +112,10 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn softmax(x: &mut [f32]) {
         super::softmax_body(x);
+    }
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn log_sum_exp(x: &[f32]) -> f32 {
+        super::log_sum_exp_body(x)
     }
 }
 
@@ -107,6 +147,17 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::softmax(x) },
             _ => softmax_body(x),
+        }
+    }
+
+    /// `ln Σ e^x`, computed stably (the largest value is taken out first): the normaliser of
+    /// a log-softmax. Every kernel set gives the same bits. `−∞` for an empty slice.
+    pub fn log_sum_exp(self, x: &[f32]) -> f32 {
+        match self {
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::log_sum_exp(x) },
+            _ => log_sum_exp_body(x),
         }
     }
 }
@@ -161,6 +212,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn log_sum_exp_matches_f64_and_every_kernel_set() {
+        // Lengths around the lane count, and a vocabulary-sized one.
+        for n in [1usize, 7, 8, 9, 17, 262_147] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919) % 1000) as f32 * 0.03 - 12.0)
+                .collect();
+            let max = x
+                .iter()
+                .copied()
+                .fold(f64::NEG_INFINITY, |m, v| m.max(f64::from(v)));
+            let want = max
+                + x.iter()
+                    .map(|&v| (f64::from(v) - max).exp())
+                    .sum::<f64>()
+                    .ln();
+            let reference = log_sum_exp_body(&x);
+            assert!(
+                (f64::from(reference) - want).abs() < 1e-5 * (1.0 + want.abs()),
+                "n = {n}: {reference} vs {want}"
+            );
+            for isa in Isa::available() {
+                assert_eq!(
+                    isa.log_sum_exp(&x).to_bits(),
+                    reference.to_bits(),
+                    "{isa:?}, n = {n}"
+                );
+            }
+        }
+        let isa = Isa::detect();
+        assert_eq!(isa.log_sum_exp(&[]), f32::NEG_INFINITY);
+        assert_eq!(isa.log_sum_exp(&[f32::NEG_INFINITY; 3]), f32::NEG_INFINITY);
+        assert_eq!(isa.log_sum_exp(&[1.0, f32::INFINITY]), f32::INFINITY);
+        assert!((isa.log_sum_exp(&[1000.0, 1000.0]) - (1000.0 + 2f32.ln())).abs() < 1e-3);
     }
 
     #[test]
