@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Build with the release profile (what the manifests and the benchmark use).
+    /// Build with the release profile (what the manifests and the demo use; the tests and
+    /// `cargo xtask bench edge` take the debug builds, whose `llm` runs at opt-level 2).
     #[arg(long)]
     pub release: bool,
 }

@@ -65,12 +65,12 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// Quick mode with an `eval` binary already built (`cargo xtask test` takes the one its test
 /// build made: building it on its own would resolve features differently and rebuild much of
-/// the tree).
-pub fn quick_with(binary: &Path) -> Result<()> {
+/// the tree), on `items` items per dataset.
+pub fn quick_with(binary: &Path, items: usize) -> Result<()> {
     let args = Args {
         live: false,
         quick: true,
-        quick_items: QUICK_ITEMS,
+        quick_items: items,
         data: None,
         datasets: None,
         rest: Vec::new(),
