@@ -92,22 +92,51 @@ pub fn top_n(logprobs: &[f32], n: usize) -> Vec<(TokenId, f32)> {
 }
 
 /// [`top_n`] of the values `values` yields in id order, in one pass that keeps only the `n`
-/// best (the decoder asks for at most a few alternatives of a vocabulary-sized row).
+/// best in a heap (the decoder asks for a few alternatives of a vocabulary-sized row; a large
+/// `n` from a library caller stays `O(len · log n)`).
 fn top_n_of(values: impl Iterator<Item = f32>, n: usize) -> Vec<(TokenId, f32)> {
-    let mut best: Vec<(TokenId, f32)> = Vec::with_capacity(n + 1);
-    if n == 0 {
-        return best;
-    }
-    for (id, v) in (0..).zip(values) {
-        if best.len() == n && best[n - 1].1.total_cmp(&v).is_ge() {
-            continue;
+    use std::cmp::{Ordering, Reverse};
+    use std::collections::BinaryHeap;
+    /// Greater is better: a larger value, then a lower id.
+    struct Ranked(TokenId, f32);
+    impl Ord for Ranked {
+        fn cmp(&self, other: &Self) -> Ordering {
+            self.1.total_cmp(&other.1).then(other.0.cmp(&self.0))
         }
-        // After every kept value at least as large: an equal value of a lower id stays ahead.
-        let at = best.partition_point(|(_, b)| b.total_cmp(&v).is_ge());
-        best.insert(at, (id, v));
-        best.truncate(n);
     }
-    best
+    impl PartialOrd for Ranked {
+        fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl PartialEq for Ranked {
+        fn eq(&self, other: &Self) -> bool {
+            self.cmp(other).is_eq()
+        }
+    }
+    impl Eq for Ranked {}
+
+    if n == 0 {
+        return Vec::new();
+    }
+    // The worst kept entry on top.
+    let mut worst_first: BinaryHeap<Reverse<Ranked>> = BinaryHeap::new();
+    for (id, v) in (0..).zip(values) {
+        let entry = Ranked(id, v);
+        if worst_first.len() < n {
+            worst_first.push(Reverse(entry));
+        } else if let Some(mut worst) = worst_first.peek_mut()
+            && entry > worst.0
+        {
+            *worst = Reverse(entry);
+        }
+    }
+    // Ascending `Reverse` order is best first.
+    worst_first
+        .into_sorted_vec()
+        .into_iter()
+        .map(|Reverse(Ranked(id, v))| (id, v))
+        .collect()
 }
 
 /// The index of the largest logit, the first of equal ones (what candle's `argmax` picks, so
@@ -202,7 +231,8 @@ impl Decoder {
             return Ok(None);
         }
         let greedy = self.params.temperature <= 0.0;
-        let id = match argmax(&logits).filter(|_| greedy) {
+        let picked = if greedy { argmax(&logits) } else { None };
+        let id = match picked {
             Some(id) => id,
             None => self
                 .sampler
