@@ -38,10 +38,24 @@ pub fn run(args: &Args) -> Result<()> {
             .args(["build", "--locked", "-p", "cloud-host", "-p", "edge-host"])
             .current_dir(&root),
     )?;
-    // The manifest names the release build of the component.
-    crate::edge::build(true)?;
+    let components = crate::edge::build(true)?;
     let pkg = web::build_page(true)?;
-    let bin = run::target_dir()?.join("debug");
+    let target = run::target_dir()?;
+    let bin = target.join("debug");
+    // `edge-fn/spin.toml` names the component relative to the checkout's own `target/`; with
+    // CARGO_TARGET_DIR elsewhere that path does not exist, so the demo serves a copy of the
+    // manifest that names the component it just built.
+    let work = target.join("demo");
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let manifest = work.join("spin.toml");
+    std::fs::write(
+        &manifest,
+        ladder_tests::build::manifest_with_source(
+            &root.join("edge-fn/spin.toml"),
+            &components.wasi_nn,
+        )?,
+    )
+    .with_context(|| format!("writing {}", manifest.display()))?;
 
     step("Starting the tiers");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -54,7 +68,7 @@ pub fn run(args: &Args) -> Result<()> {
     let page = format!("http://{}", listener.local_addr()?);
     let hosts = crate::tiers::Hosts {
         bin,
-        manifest: root.join("edge-fn/spin.toml"),
+        manifest,
         threads: args.threads,
         state_dir: None,
     };
