@@ -350,12 +350,19 @@ impl Batch {
                 Work::Score(_) => scoring.push(queued),
                 Work::Generate(params) => {
                     let decoder = Decoder::new(params.clone());
-                    let (session, fed) = match self.prefixes.longest(&queued.job.prompt) {
-                        Some((cached, len)) => {
+                    // A fork whose sliding-window layers (Gemma 3) no longer hold the prefix
+                    // comes back uncached; then a fresh session prefills in chunks as usual.
+                    let reused = self
+                        .prefixes
+                        .longest(&queued.job.prompt)
+                        .map(|(cached, len)| (cached.fork(len), len))
+                        .filter(|(fork, len)| fork.cached() == *len);
+                    let (session, fed) = match reused {
+                        Some((fork, len)) => {
                             shared
                                 .reused_tokens
                                 .fetch_add(len as u64, Ordering::Relaxed);
-                            (cached.fork(len), len)
+                            (fork, len)
                         }
                         None => (shared.model.session(), 0),
                     };

@@ -90,35 +90,167 @@ pub(crate) struct Decoder {
 }
 
 /// One sequence's keys and values, per layer, `[position][kv_head][head_dim]`.
+///
+/// A sliding-window layer keeps only its most recent positions, in a ring of
+/// [`ring_slots`] (position `p` in slot `p mod slots`): it never attends further back than
+/// its window, and for Gemma 3, whose layers are five in six sliding, a long context would
+/// otherwise hold their keys for nothing. The slots beyond the window let a sequence rewind a
+/// little (option scoring, a prompt that diverges near the end) without recomputing.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Cache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    layers: Vec<LayerKv>,
     len: usize,
 }
 
-impl Cache {
-    /// Forgets everything after the first `len` positions.
-    pub fn truncate(&mut self, len: usize, kv_dim: usize) {
-        if len < self.len {
-            for c in self.k.iter_mut().chain(self.v.iter_mut()) {
-                c.truncate(len * kv_dim);
-            }
-            self.len = len;
+#[derive(Clone, Debug, Default)]
+struct LayerKv {
+    k: Vec<f32>,
+    v: Vec<f32>,
+    ring: Option<Ring>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Ring {
+    window: usize,
+    slots: usize,
+    /// The ring holds positions `oldest..len`.
+    oldest: usize,
+}
+
+/// Ring slots of a sliding-window layer: its window, and as many again for rewinding.
+pub(crate) fn ring_slots(window: usize) -> usize {
+    2 * window.max(1)
+}
+
+impl LayerKv {
+    fn slot(&self, pos: usize) -> usize {
+        self.ring.map_or(pos, |r| pos % r.slots)
+    }
+
+    /// Stores the rows of positions `start..` (`kvd` floats each).
+    fn store(&mut self, start: usize, k: &[f32], v: &[f32], kvd: usize) {
+        let n = k.len() / kvd;
+        // In a ring only the last `slots` positions survive the write.
+        let skip = self.ring.map_or(0, |r| n.saturating_sub(r.slots));
+        // A ring grows with the sequence until it has all its slots.
+        let end = self.ring.map_or(start + n, |r| (start + n).min(r.slots)) * kvd;
+        if self.k.len() < end {
+            self.k.resize(end, 0.0);
+            self.v.resize(end, 0.0);
+        }
+        for i in skip..n {
+            let at = self.slot(start + i) * kvd;
+            self.k[at..at + kvd].copy_from_slice(&k[i * kvd..(i + 1) * kvd]);
+            self.v[at..at + kvd].copy_from_slice(&v[i * kvd..(i + 1) * kvd]);
+        }
+        if let Some(r) = &mut self.ring {
+            r.oldest = r.oldest.max((start + n).saturating_sub(r.slots));
         }
     }
 
-    /// A copy of the first `len` positions (at most all of them).
-    pub fn prefix(&self, len: usize, kv_dim: usize) -> Cache {
-        let len = len.min(self.len);
-        let copy =
-            |layers: &[Vec<f32>]| layers.iter().map(|c| c[..len * kv_dim].to_vec()).collect();
+    /// Whether a sequence cut back to `len` positions still finds its window here.
+    fn serves(&self, len: usize) -> bool {
+        self.ring
+            .is_none_or(|r| len.saturating_sub(r.window.saturating_sub(1)) >= r.oldest)
+    }
+}
+
+impl Cache {
+    pub fn new(layers: &[Layer]) -> Cache {
         Cache {
-            k: copy(&self.k),
-            v: copy(&self.v),
-            len,
+            layers: layers
+                .iter()
+                .map(|l| LayerKv {
+                    ring: l.window.map(|window| Ring {
+                        window,
+                        slots: ring_slots(window),
+                        oldest: 0,
+                    }),
+                    ..LayerKv::default()
+                })
+                .collect(),
+            len: 0,
         }
     }
+
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Floats held for keys and values over every layer (what the rings bound).
+    #[cfg(test)]
+    pub fn floats(&self) -> usize {
+        self.layers.iter().map(|l| l.k.len() + l.v.len()).sum()
+    }
+
+    /// Forgets everything after the first `len` positions. When a sliding-window layer has
+    /// already dropped positions the shortened sequence needs, the whole cache is emptied
+    /// instead (the caller feeds the tokens again) and the result is `false`.
+    pub fn truncate(&mut self, len: usize, kv_dim: usize) -> bool {
+        if len >= self.len {
+            return true;
+        }
+        if !self.layers.iter().all(|l| l.serves(len)) {
+            for l in &mut self.layers {
+                l.k.clear();
+                l.v.clear();
+                if let Some(r) = &mut l.ring {
+                    r.oldest = 0;
+                }
+            }
+            self.len = 0;
+            return false;
+        }
+        for l in &mut self.layers {
+            // A ring that never wrapped is in position order like any other layer; one that
+            // did keeps its slots (those past `len` are overwritten before being read).
+            if l.ring.is_none_or(|r| self.len <= r.slots) {
+                l.k.truncate(len * kv_dim);
+                l.v.truncate(len * kv_dim);
+            }
+        }
+        self.len = len;
+        true
+    }
+
+    /// A copy of the first `len` positions (at most all of them), copying only their part of
+    /// each layer; empty when a sliding-window layer no longer holds what they need (see
+    /// [`Cache::truncate`]).
+    pub fn prefix(&self, len: usize, kv_dim: usize) -> Cache {
+        let len = len.min(self.len);
+        let mut copy = Cache {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| {
+                    let keep = match l.ring {
+                        Some(r) if self.len > r.slots => l.k.len(),
+                        _ => len * kv_dim,
+                    };
+                    LayerKv {
+                        k: l.k[..keep].to_vec(),
+                        v: l.v[..keep].to_vec(),
+                        ring: l.ring,
+                    }
+                })
+                .collect(),
+            len: self.len,
+        };
+        copy.len = if copy.truncate(len, kv_dim) { len } else { 0 };
+        copy
+    }
+}
+
+/// This step's rows, as attention reads them.
+struct Batch<'a> {
+    /// (sequence, position) of every row.
+    rows: &'a [(usize, usize)],
+    /// The row of each sequence's first new token.
+    first_row: &'a [usize],
+    /// Every row's keys and values (after rotary embedding).
+    k: &'a [f32],
+    v: &'a [f32],
 }
 
 /// A sequence in a forward pass: its cache and the tokens that follow what it holds.
@@ -219,11 +351,7 @@ impl Decoder {
     }
 
     pub fn new_cache(&self) -> Cache {
-        Cache {
-            k: vec![Vec::new(); self.layers.len()],
-            v: vec![Vec::new(); self.layers.len()],
-            len: 0,
-        }
+        Cache::new(&self.layers)
     }
 
     /// Runs the new tokens of every sequence and returns, per sequence, the logits that follow
@@ -250,6 +378,15 @@ impl Decoder {
             }
         }
         let n = rows.len();
+        // The batch row of each sequence's first new token.
+        let first_row: Vec<usize> = seqs
+            .iter()
+            .scan(0, |next, seq| {
+                let at = *next;
+                *next += seq.tokens.len();
+                Some(at)
+            })
+            .collect();
 
         let mut x = vec![0.0f32; n * d];
         let tokens = seqs.iter().flat_map(|s| s.tokens.iter().copied());
@@ -337,14 +474,27 @@ impl Decoder {
                 rope(&mut q[r * qd..(r + 1) * qd], hd, cfg.rope_style, angles);
                 rope(&mut k[r * kvd..(r + 1) * kvd], hd, cfg.rope_style, angles);
             }
-            for (r, &(s, _)) in rows.iter().enumerate() {
-                let cache = &mut *seqs[s].cache;
-                cache.k[li].extend_from_slice(&k[r * kvd..(r + 1) * kvd]);
-                cache.v[li].extend_from_slice(&v[r * kvd..(r + 1) * kvd]);
-            }
             {
                 let caches: Vec<&Cache> = seqs.iter().map(|s| &*s.cache).collect();
-                self.attention(pool, isa, layer, li, &rows, &caches, &q, &mut attn);
+                let batch = Batch {
+                    rows: &rows,
+                    first_row: &first_row,
+                    k: &k,
+                    v: &v,
+                };
+                self.attention(pool, isa, layer, li, &caches, &batch, &q, &mut attn);
+            }
+            // Stored only now: a ring may have no room for every new position at once, and
+            // the rows above read this step's keys from `k` and `v`.
+            for (s, seq) in seqs.iter_mut().enumerate() {
+                let (r0, n) = (first_row[s], seq.tokens.len());
+                let start = seq.cache.len;
+                seq.cache.layers[li].store(
+                    start,
+                    &k[r0 * kvd..(r0 + n) * kvd],
+                    &v[r0 * kvd..(r0 + n) * kvd],
+                    kvd,
+                );
             }
 
             if li + 1 == self.layers.len() && live != last_rows.len() {
@@ -434,7 +584,8 @@ impl Decoder {
     }
 
     /// Causal (and, for sliding-window layers, windowed) attention of every row's queries over
-    /// its own sequence's cached keys and values, one (row, head) pair per work item.
+    /// its own sequence's keys and values: the cached ones, then this step's (`batch`), one
+    /// (row, head) pair per work item.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -442,29 +593,47 @@ impl Decoder {
         isa: Isa,
         layer: &Layer,
         li: usize,
-        rows: &[(usize, usize)],
         caches: &[&Cache],
+        batch: &Batch<'_>,
         q: &[f32],
         out: &mut [f32],
     ) {
         let cfg = &self.cfg;
         let (hd, kvd) = (cfg.head_dim, cfg.kv_dim());
         let group = cfg.n_head / cfg.n_kv_head;
-        pool.for_each_chunk(&mut out[..rows.len() * cfg.q_dim()], hd, &|item, out| {
-            let (r, head) = (item / cfg.n_head, item % cfg.n_head);
-            let (s, pos) = rows[r];
-            let kv = head / group;
-            let (keys, values) = (&caches[s].k[li], &caches[s].v[li]);
-            let first = layer.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let qh = &q[(r * cfg.n_head + head) * hd..][..hd];
-            let mut scores: Vec<f32> = (first..=pos)
-                .map(|j| isa.dot_f32(qh, &keys[j * kvd + kv * hd..][..hd]) * cfg.attn_scale)
-                .collect();
-            isa.softmax(&mut scores);
-            out.fill(0.0);
-            for (j, &s) in (first..=pos).zip(&scores) {
-                isa.axpy(s, &values[j * kvd + kv * hd..][..hd], out);
-            }
-        });
+        pool.for_each_chunk(
+            &mut out[..batch.rows.len() * cfg.q_dim()],
+            hd,
+            &|item, out| {
+                let (r, head) = (item / cfg.n_head, item % cfg.n_head);
+                let (s, pos) = batch.rows[r];
+                let kv = head / group;
+                let cached = &caches[s].layers[li];
+                let old = caches[s].len;
+                // Position `j`'s row in `keys`/`values`: the cache's slot, or this step's row.
+                let at = |j: usize| -> (&[f32], &[f32], usize) {
+                    if j < old {
+                        (&cached.k, &cached.v, cached.slot(j) * kvd + kv * hd)
+                    } else {
+                        let row = batch.first_row[s] + (j - old);
+                        (batch.k, batch.v, row * kvd + kv * hd)
+                    }
+                };
+                let first = layer.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let qh = &q[(r * cfg.n_head + head) * hd..][..hd];
+                let mut scores: Vec<f32> = (first..=pos)
+                    .map(|j| {
+                        let (keys, _, i) = at(j);
+                        isa.dot_f32(qh, &keys[i..][..hd]) * cfg.attn_scale
+                    })
+                    .collect();
+                isa.softmax(&mut scores);
+                out.fill(0.0);
+                for (j, &s) in (first..=pos).zip(&scores) {
+                    let (_, values, i) = at(j);
+                    isa.axpy(s, &values[i..][..hd], out);
+                }
+            },
+        );
     }
 }

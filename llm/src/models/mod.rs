@@ -226,6 +226,10 @@ impl Session {
 
     /// Drops everything after the first `len` tokens, so the sequence continues from there
     /// (a shared prompt prefix reused for another continuation).
+    ///
+    /// A sliding-window layer (Gemma 3) keeps only a bounded span of recent positions; when
+    /// the cut goes back further than that span allows, the cache is dropped and the next
+    /// [`Session::feed`] feeds the kept tokens again first (same logits, more time).
     pub fn truncate(&mut self, len: usize) {
         if len < self.tokens.len() {
             self.tokens.truncate(len);
@@ -233,8 +237,16 @@ impl Session {
         }
     }
 
+    /// Tokens whose keys and values are cached; the rest of [`Session::tokens`] is fed again
+    /// by the next [`Session::feed`] (see [`Session::truncate`]).
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
     /// A new session holding the first `len` tokens of this one, copying only their part of
-    /// the KV cache (a cached prompt prefix reused by another request).
+    /// the KV cache (a cached prompt prefix reused by another request; where a sliding-window
+    /// layer no longer holds what the prefix needs, the copy is empty and the fork's first
+    /// feed recomputes it, as in [`Session::truncate`]).
     pub fn fork(&self, len: usize) -> Session {
         let len = len.min(self.tokens.len());
         Session {
@@ -266,6 +278,9 @@ pub fn feed_batch(sessions: &mut [&mut Session], tokens: &[&[u32]]) -> Result<Ve
         if !Arc::ptr_eq(&s.inner, &inner) {
             return Err(Error::MixedModels);
         }
+        if t.is_empty() {
+            return Err(Error::EmptyInput);
+        }
         let needed = s.tokens.len() + t.len();
         if needed > s.context {
             return Err(Error::ContextFull {
@@ -274,13 +289,23 @@ pub fn feed_batch(sessions: &mut [&mut Session], tokens: &[&[u32]]) -> Result<Ve
             });
         }
     }
+    // Tokens a rewind took out of the cache go in again before the new ones.
+    let fed: Vec<Option<Vec<u32>>> = sessions
+        .iter()
+        .zip(tokens)
+        .map(|(s, t)| {
+            let cached = s.cache.len();
+            (cached < s.tokens.len()).then(|| [&s.tokens[cached..], t].concat())
+        })
+        .collect();
     let logits = {
         let mut seqs: Vec<Seq<'_>> = sessions
             .iter_mut()
             .zip(tokens)
-            .map(|(s, t)| Seq {
+            .zip(&fed)
+            .map(|((s, t), fed)| Seq {
                 cache: &mut s.cache,
-                tokens: t,
+                tokens: fed.as_deref().unwrap_or(t),
             })
             .collect();
         inner.decoder.forward(&inner.pool, inner.isa, &mut seqs)?

@@ -469,6 +469,94 @@ fn forks_and_truncation_continue_from_the_shared_prefix() {
     assert_eq!(long.fork(usize::MAX).tokens(), &PROMPT[..]);
 }
 
+/// `n` deterministic stand-in tokens within the tiny vocabulary.
+fn long_tokens(n: u32, mul: u32) -> Vec<u32> {
+    (0..n).map(|i| (i * mul + 11) % VOCAB as u32).collect()
+}
+
+#[test]
+fn sliding_window_layers_keep_a_bounded_ring_and_the_same_logits() {
+    let sh = shape(Family::Gemma3);
+    let t = tiny(sh, GgmlDType::F32, 16);
+    let model = load(&t, None, 2);
+    let slots = decoder::ring_slots(sh.window);
+    let kvd = sh.kv_heads * sh.head_dim;
+    let tokens = long_tokens(40, 37);
+    let mut s = model.session();
+    for (i, &tok) in tokens.iter().enumerate() {
+        let ours = s.feed(&[tok]).expect("step");
+        if i % 7 == 6 || i + 1 == tokens.len() {
+            let err = max_rel_err(&ours, &reference(&t, &tokens[..=i]));
+            assert!(err < 1e-4, "step {i}: relative error {err}");
+        }
+        // Layer 0 slides (at most `slots` positions), layer 1 keeps every one.
+        let len = i + 1;
+        assert_eq!(
+            s.cache.floats(),
+            2 * kvd * (len + len.min(slots)),
+            "step {i}"
+        );
+    }
+    // A prefill of more tokens than the ring has slots, into a ring that already wrapped.
+    let mut b = model.session();
+    b.feed(&tokens[..12]).expect("prefix");
+    let ours = b.feed(&tokens[12..]).expect("rest");
+    let err = max_rel_err(&ours, &reference(&t, &tokens));
+    assert!(err < 1e-4, "long prefill: relative error {err}");
+    assert_eq!(b.cache.floats(), 2 * kvd * (tokens.len() + slots));
+}
+
+#[test]
+fn rewinds_past_a_sliding_window_feed_the_kept_tokens_again() {
+    let sh = shape(Family::Gemma3);
+    let t = tiny(sh, GgmlDType::Q8_0, 17);
+    let model = load(&t, None, 1);
+    let tokens = long_tokens(30, 53);
+    let mut long = model.session();
+    long.feed(&tokens).expect("prompt");
+    let close = |ours: &[f32], want: &[f32]| {
+        let want: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
+        max_rel_err(ours, &want) < 1e-4
+    };
+
+    // Back by less than the ring's spare slots: the cache still serves, nothing is fed again.
+    let near = 30 - sh.window + 1;
+    let mut fresh = model.session();
+    fresh.feed(&tokens[..near]).expect("prefix");
+    let want = fresh.feed(&[77]).expect("step");
+    let mut forked = long.fork(near);
+    assert_eq!(forked.cached(), near);
+    assert!(close(&forked.feed(&[77]).expect("fork step"), &want));
+    let mut cut = long.clone();
+    cut.truncate(near);
+    assert_eq!((cut.cached(), cut.tokens()), (near, &tokens[..near]));
+    assert!(close(&cut.feed(&[77]).expect("step after the cut"), &want));
+
+    // Further back, the sliding layer has lost positions the window needs: the cache is
+    // dropped and the next feed computes the kept tokens and the new one in one pass, exactly
+    // as a fresh session given them all at once.
+    let far = 9;
+    let mut once = [&tokens[..far], &[77][..]].concat();
+    let want = model.session().feed(&once).expect("fresh");
+    let mut forked = long.fork(far);
+    assert_eq!((forked.cached(), forked.tokens()), (0, &tokens[..far]));
+    assert_eq!(forked.feed(&[77]).expect("fork refeeds"), want);
+    assert_eq!(forked.tokens(), &once[..]);
+    let mut cut = long.clone();
+    cut.truncate(far);
+    assert_eq!(cut.cached(), 0);
+    assert_eq!(cut.feed(&[77]).expect("cut refeeds"), want);
+    assert_eq!(cut.cached(), far + 1);
+    // The context limit still counts every token, and an empty feed is still an error.
+    assert!(matches!(cut.feed(&[]), Err(Error::EmptyInput)));
+    once.push(5);
+    assert_eq!(
+        cut.feed(&[5]).map(|l| l.len()).ok(),
+        Some(model.logits_len())
+    );
+    assert_eq!(cut.tokens(), &once[..]);
+}
+
 #[test]
 fn thread_counts_give_the_same_logits() {
     let t = tiny(shape(Family::Qwen2), GgmlDType::Q4_0, 15);
