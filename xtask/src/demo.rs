@@ -42,20 +42,7 @@ pub fn run(args: &Args) -> Result<()> {
     let pkg = web::build_page(true)?;
     let target = run::target_dir()?;
     let bin = target.join("debug");
-    // `edge-fn/spin.toml` names the component relative to the checkout's own `target/`; with
-    // CARGO_TARGET_DIR elsewhere that path does not exist, so the demo serves a copy of the
-    // manifest that names the component it just built.
-    let work = target.join("demo");
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let manifest = work.join("spin.toml");
-    std::fs::write(
-        &manifest,
-        ladder_tests::build::manifest_with_source(
-            &root.join("edge-fn/spin.toml"),
-            &components.wasi_nn,
-        )?,
-    )
-    .with_context(|| format!("writing {}", manifest.display()))?;
+    let manifest = crate::edge::manifest_in(&target.join("demo"), &components.wasi_nn)?;
 
     step("Starting the tiers");
     let runtime = tokio::runtime::Builder::new_multi_thread()

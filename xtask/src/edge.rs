@@ -6,7 +6,7 @@
 
 use crate::run::{self, cargo, step};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -68,4 +68,18 @@ pub fn build(release: bool) -> Result<Components> {
     let in_wasm = paths.pop().context("two builds")?;
     let wasi_nn = paths.pop().context("two builds")?;
     Ok(Components { wasi_nn, in_wasm })
+}
+
+/// Writes into `dir` a copy of `edge-fn/spin.toml` whose component is `component`, and returns
+/// its path: the manifest names `../target/edge-fn/…`, which is not where the build is when
+/// CARGO_TARGET_DIR points elsewhere.
+pub fn manifest_in(dir: &Path, component: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let manifest = dir.join("spin.toml");
+    let text = ladder_tests::build::manifest_with_source(
+        &run::workspace_root().join("edge-fn/spin.toml"),
+        component,
+    )?;
+    std::fs::write(&manifest, text).with_context(|| format!("writing {}", manifest.display()))?;
+    Ok(manifest)
 }

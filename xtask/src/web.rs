@@ -183,15 +183,7 @@ pub fn browser_tests() -> Result<()> {
         std::fs::remove_dir_all(&state).with_context(|| format!("clearing {}", state.display()))?;
     }
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
-    let manifest = work.join("spin.toml");
-    std::fs::write(
-        &manifest,
-        ladder_tests::build::manifest_with_source(
-            &root.join("edge-fn/spin.toml"),
-            &components.wasi_nn,
-        )?,
-    )
-    .with_context(|| format!("writing {}", manifest.display()))?;
+    let manifest = crate::edge::manifest_in(&work, &components.wasi_nn)?;
     let hosts = crate::tiers::Hosts {
         bin: run::target_dir()?.join("debug"),
         manifest,

@@ -237,7 +237,8 @@ impl Cache {
                 .collect(),
             len: self.len,
         };
-        copy.len = if copy.truncate(len, kv_dim) { len } else { 0 };
+        // Empties the copy when its rings cannot serve `len`.
+        copy.truncate(len, kv_dim);
         copy
     }
 }
