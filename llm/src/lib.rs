@@ -18,7 +18,7 @@
 //! - [`generate`] decodes with sampling, stop strings, cancellation and per-token log-probs,
 //!   and scores options for classification.
 //! - `gpu` (feature `gpu`): the same forward pass in WGSL kernels on WebGPU (browser) or
-//!   Vulkan (native), for the llama family.
+//!   Vulkan (native), for every family and weight type the CPU path runs.
 //! - [`wire`] converts between these and `offload`'s OpenAI wire types (messages in, token
 //!   log-probs out), for every tier that serves the API.
 

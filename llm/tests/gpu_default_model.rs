@@ -1,5 +1,6 @@
-//! The GPU path on the default device model (SmolLM2-135M-Instruct Q4_1) against the CPU path,
-//! both fed the CPU's greedy tokens: logits within 10 % of the largest logit, and greedy picks
+//! The GPU path on the default models (SmolLM2-135M-Instruct Q4_1, and Gemma-3-270M Q4_K_M
+//! with its Q8_0, Q5_0, Q4_K and Q6_K weights) against the CPU path, both fed the CPU's greedy
+//! tokens: logits within 10 % of the largest logit, and greedy picks
 //! that differ only at near-ties. (In headless Chromium on SwiftShader the logits were equal to
 //! the last bit; on Mesa's lavapipe a last-bit difference in a deep layer flips 8-bit
 //! activation roundings, which the 30 layers amplify.) Skips when the model cache
@@ -27,7 +28,23 @@ fn argmax(l: &[f32]) -> u32 {
 
 #[test]
 fn smollm2_on_the_gpu_follows_the_cpu_path_except_at_near_ties() {
-    let path = common::models_dir().join(common::SMOLLM2);
+    follows_the_cpu_path(
+        common::SMOLLM2,
+        &[
+            "What is the capital of France?",
+            "Write a haiku about the sea.",
+        ],
+    );
+}
+
+#[test]
+fn gemma3_on_the_gpu_follows_the_cpu_path_except_at_near_ties() {
+    // One question: the 262 144-row output projection makes each token slow on lavapipe.
+    follows_the_cpu_path(common::GEMMA3, &["What is the capital of France?"]);
+}
+
+fn follows_the_cpu_path(file: &str, questions: &[&str]) {
+    let path = common::models_dir().join(file);
     if !path.is_file() {
         eprintln!("SKIP: {} not found", path.display());
         return;
@@ -42,10 +59,7 @@ fn smollm2_on_the_gpu_follows_the_cpu_path_except_at_near_ties() {
         Err(e) => panic!("GPU model: {e}"),
     };
     let template = cpu.chat_template().expect("chat template");
-    for question in [
-        "What is the capital of France?",
-        "Write a haiku about the sea.",
-    ] {
+    for &question in questions {
         let prompt = template.encode(cpu.tokenizer(), &[Message::user(question)], true);
         let mut c = cpu.session();
         let mut g = pollster::block_on(gpu.session(512)).expect("session");

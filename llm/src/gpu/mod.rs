@@ -2,7 +2,7 @@
 //! natively. The project's own WGSL kernels ([`matvec.wgsl`](matvec.wgsl) and the others
 //! beside this file) run the same decoder as [`crate::models`] one token at a time: quantised
 //! mat-vecs straight on the GGUF blocks, RMS norms, rotary positions, attention over a KV cache
-//! held in GPU buffers, SwiGLU. Only the token's embedding row (dequantised on the CPU) goes
+//! held in GPU buffers, SwiGLU or GeGLU. Only the token's embedding row (dequantised on the CPU) goes
 //! up and only the last token's logits come back.
 //!
 //! The kernels do the CPU path's arithmetic, not only its maths: activations rounded to 8 bits
@@ -12,9 +12,11 @@
 //! difference in a deep layer can flip an 8-bit rounding, so the tests there bound the gap and
 //! allow differing picks only at near-ties.
 //!
-//! Covered: the llama and qwen2 families with Q4_0, Q4_1, Q8_0, F32, F16 and BF16 weights
-//! (the default device model, SmolLM2 Q4_1, among them). Gemma 3 and the K-quants are refused
-//! with [`GpuError::Unsupported`]; callers fall back to the CPU.
+//! Covered: the llama, qwen2 and gemma3 families (Gemma's per-head and post norms, GeGLU,
+//! per-layer rotary frequencies and sliding windows included) with every weight type the CPU
+//! kernels have: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F32, F16 and BF16. A
+//! matrix larger than the adapter binds in one buffer is split by rows. A final logit
+//! soft-cap is refused with [`GpuError::Unsupported`]; callers fall back to the CPU.
 
 use crate::error::Error;
 use crate::kernels::formats::{bf16_at, f16_at, f32_at};
@@ -44,15 +46,18 @@ pub type Result<T> = std::result::Result<T, GpuError>;
 /// The kernels, one compute pipeline each.
 struct Pipelines {
     matvec_layout: wgpu::BindGroupLayout,
-    q4_1: wgpu::ComputePipeline,
-    q4_0: wgpu::ComputePipeline,
-    q8_0: wgpu::ComputePipeline,
-    f32w: wgpu::ComputePipeline,
+    /// One per [`Packing`], in the order of [`Packing::ALL`].
+    matvec: Vec<wgpu::ComputePipeline>,
     rmsnorm: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
+    /// Gemma's norms: of rows in place, and of a sublayer's output added to the residual.
+    norm_rows: wgpu::ComputePipeline,
+    norm_add: wgpu::ComputePipeline,
     quantize: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
+    quantize_k: wgpu::ComputePipeline,
     rope: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
     attention: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
     silu: (wgpu::BindGroupLayout, wgpu::ComputePipeline),
+    gelu: wgpu::ComputePipeline,
 }
 
 #[derive(Clone, Copy)]
@@ -126,43 +131,59 @@ impl Pipelines {
             "matvec",
             &[Read, Read, Read, Read, Read, Read, ReadWrite, Uniform, Read],
         );
-        let single = |name: &str, source: &'static str, slots: &[Slot]| {
+        // A module's `main` with its layout, and its other entry points on the same layout.
+        let single = |name: &str, source: &'static str, slots: &[Slot], more: &[&str]| {
             let m = module(name, source);
             let l = layout(device, name, slots);
             let p = pipeline(device, &m, &l, "main");
-            (l, p)
+            let others: Vec<_> = more.iter().map(|e| pipeline(device, &m, &l, e)).collect();
+            ((l, p), others)
         };
+        let (rmsnorm, mut norms) = single(
+            "rmsnorm",
+            concat!(include_str!("common.wgsl"), include_str!("rmsnorm.wgsl")),
+            &[Read, Read, ReadWrite, Uniform, Read],
+            &["rows", "add_to"],
+        );
+        let (quantize, mut quantize_k) = single(
+            "quantize",
+            concat!(include_str!("common.wgsl"), include_str!("quantize.wgsl")),
+            &[Read, ReadWrite, ReadWrite, Uniform, Read, ReadWrite],
+            &["q8k"],
+        );
+        let (silu, mut gelu) = single(
+            "silu",
+            concat!(include_str!("common.wgsl"), include_str!("silu.wgsl")),
+            &[ReadWrite, Read, Uniform, Read],
+            &["gelu"],
+        );
         Pipelines {
-            q4_1: pipeline(device, &matvec, &matvec_layout, "q4_1"),
-            q4_0: pipeline(device, &matvec, &matvec_layout, "q4_0"),
-            q8_0: pipeline(device, &matvec, &matvec_layout, "q8_0"),
-            f32w: pipeline(device, &matvec, &matvec_layout, "f32w"),
+            matvec: Packing::ALL
+                .iter()
+                .map(|p| pipeline(device, &matvec, &matvec_layout, p.entry()))
+                .collect(),
             matvec_layout,
-            rmsnorm: single(
-                "rmsnorm",
-                concat!(include_str!("common.wgsl"), include_str!("rmsnorm.wgsl")),
-                &[Read, Read, ReadWrite, Uniform, Read],
-            ),
-            quantize: single(
-                "quantize",
-                concat!(include_str!("common.wgsl"), include_str!("quantize.wgsl")),
-                &[Read, ReadWrite, ReadWrite, Uniform, Read],
-            ),
+            rmsnorm,
+            norm_add: norms.remove(1),
+            norm_rows: norms.remove(0),
+            quantize,
+            quantize_k: quantize_k.remove(0),
+            silu,
+            gelu: gelu.remove(0),
             rope: single(
                 "rope",
                 concat!(include_str!("common.wgsl"), include_str!("rope.wgsl")),
                 &[ReadWrite, Read, Uniform, Read],
-            ),
+                &[],
+            )
+            .0,
             attention: single(
                 "attention",
                 concat!(include_str!("common.wgsl"), include_str!("attention.wgsl")),
                 &[Read, Read, Read, ReadWrite, ReadWrite, Uniform, Read],
-            ),
-            silu: single(
-                "silu",
-                concat!(include_str!("common.wgsl"), include_str!("silu.wgsl")),
-                &[ReadWrite, Read, Uniform, Read],
-            ),
+                &[],
+            )
+            .0,
         }
     }
 }
@@ -172,20 +193,83 @@ impl Pipelines {
 enum Packing {
     Q4_1,
     Q4_0,
+    Q5_1,
+    Q5_0,
     Q8_0,
+    Q4K,
+    Q5K,
+    Q6K,
     F32,
 }
 
+impl Packing {
+    const ALL: [Packing; 9] = [
+        Packing::Q4_1,
+        Packing::Q4_0,
+        Packing::Q5_1,
+        Packing::Q5_0,
+        Packing::Q8_0,
+        Packing::Q4K,
+        Packing::Q5K,
+        Packing::Q6K,
+        Packing::F32,
+    ];
+
+    /// The kernel's entry point in `matvec.wgsl`.
+    fn entry(self) -> &'static str {
+        match self {
+            Packing::Q4_1 => "q4_1",
+            Packing::Q4_0 => "q4_0",
+            Packing::Q5_1 => "q5_1",
+            Packing::Q5_0 => "q5_0",
+            Packing::Q8_0 => "q8_0",
+            Packing::Q4K => "q4_k",
+            Packing::Q5K => "q5_k",
+            Packing::Q6K => "q6_k",
+            Packing::F32 => "f32w",
+        }
+    }
+
+    /// The activations the kernel reads.
+    fn input(self) -> Input {
+        match self {
+            Packing::F32 => Input::Float,
+            Packing::Q4K | Packing::Q5K | Packing::Q6K => Input::Q8K,
+            _ => Input::Q8,
+        }
+    }
+}
+
+/// What a product reads: the float vector, or it rounded to 8 bits in blocks of 32 or 256.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Input {
+    Float,
+    Q8,
+    Q8K,
+}
+
+/// A matrix on the GPU: rows `first..first + rows` of it in each part (one part unless the
+/// whole is larger than the adapter binds in one buffer).
 struct GpuMatrix {
     packing: Packing,
-    rows: usize,
     cols: usize,
+    parts: Vec<Part>,
+}
+
+struct Part {
+    first: usize,
+    rows: usize,
     quants: wgpu::Buffer,
     scales: wgpu::Buffer,
 }
 
 struct GpuLayer {
     attn_norm: wgpu::Buffer,
+    /// Gemma's per-head norms of queries and keys, and its norms after attention and the MLP.
+    q_norm: Option<wgpu::Buffer>,
+    k_norm: Option<wgpu::Buffer>,
+    post_attn_norm: Option<wgpu::Buffer>,
+    post_ffn_norm: Option<wgpu::Buffer>,
     wq: GpuMatrix,
     wk: GpuMatrix,
     wv: GpuMatrix,
@@ -230,46 +314,32 @@ impl std::fmt::Debug for GpuModel {
 /// Why this model cannot run on the GPU path, if it cannot (checked before any GPU work).
 pub fn unsupported_reason(model: &Model) -> Option<String> {
     let arch = model.architecture();
-    if !matches!(arch, Architecture::Llama | Architecture::Qwen2) {
+    if !matches!(
+        arch,
+        Architecture::Llama | Architecture::Qwen2 | Architecture::Gemma3
+    ) {
         return Some(format!(
-            "the {arch} family has no GPU kernels yet (llama and qwen2 have)"
+            "the {arch} family has no GPU kernels yet (llama, qwen2 and gemma3 have)"
         ));
     }
-    let dec = model.decoder();
-    if dec.cfg.activation != Activation::Silu
-        || dec.cfg.embed_scale.is_some()
-        || dec.cfg.logit_softcap.is_some()
-    {
-        return Some("the model's activation or scaling has no GPU kernel".into());
+    if model.decoder().cfg.logit_softcap.is_some() {
+        return Some("a final logit soft-cap has no GPU kernel yet".into());
     }
-    let mut mats = vec![&dec.output];
-    for l in &dec.layers {
-        if l.q_norm.is_some() || l.k_norm.is_some() || l.post_attn_norm.is_some() {
-            return Some("per-head or post norms have no GPU kernel yet".into());
-        }
-        if l.inv_freq != dec.layers[0].inv_freq {
-            return Some("layers with different rotary frequencies are not supported".into());
-        }
-        mats.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
-    }
-    mats.iter()
-        .find(|m| packing(m.weight_type()).is_none())
-        .map(|m| {
-            format!(
-                "{:?} weights have no GPU kernel (Q4_0, Q4_1, Q8_0, F32, F16 and BF16 have)",
-                m.weight_type()
-            )
-        })
+    None
 }
 
-fn packing(ty: WeightType) -> Option<Packing> {
-    Some(match ty {
+fn packing(ty: WeightType) -> Packing {
+    match ty {
         WeightType::Q4_1 => Packing::Q4_1,
         WeightType::Q4_0 => Packing::Q4_0,
+        WeightType::Q5_1 => Packing::Q5_1,
+        WeightType::Q5_0 => Packing::Q5_0,
         WeightType::Q8_0 => Packing::Q8_0,
+        WeightType::Q4K => Packing::Q4K,
+        WeightType::Q5K => Packing::Q5K,
+        WeightType::Q6K => Packing::Q6K,
         WeightType::F32 | WeightType::F16 | WeightType::BF16 => Packing::F32,
-        _ => return None,
-    })
+    }
 }
 
 /// A byte buffer padded to whole `u32`s.
@@ -282,32 +352,29 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
     words(values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
-/// Splits a matrix's GGUF rows into its quants and its scales, losslessly.
-fn pack(m: &Matrix) -> Option<(Packing, Vec<u8>, Vec<f32>)> {
+/// The larger of a row's quants and scales as [`pack`] uploads them, in bytes.
+fn upload_row_bytes(m: &Matrix) -> usize {
     let ty = m.weight_type();
-    let p = packing(ty)?;
+    if !ty.is_quantised() {
+        return 4 * m.cols().max(1);
+    }
+    let blocks = m.cols() / ty.block_elems();
+    let (scales, quants) = match ty {
+        WeightType::Q4_0 | WeightType::Q5_0 | WeightType::Q8_0 => (1, ty.block_bytes() - 2),
+        WeightType::Q6K => (1, 208),
+        _ => (2, ty.block_bytes() - 4),
+    };
+    (blocks * quants.max(4 * scales)).max(1)
+}
+
+/// Splits rows `rows` of a matrix's GGUF rows into their quants and their scales, losslessly
+/// (each block's bytes after its f16 scales, and those scales as `f32`).
+fn pack(m: &Matrix, rows: std::ops::Range<usize>) -> (Vec<u8>, Vec<f32>) {
+    let ty = m.weight_type();
     let (mut quants, mut scales) = (Vec::new(), Vec::new());
-    for r in 0..m.rows() {
+    for r in rows {
         let row = m.row(r);
         match ty {
-            WeightType::Q4_1 => {
-                for b in row.chunks_exact(20) {
-                    scales.extend([f16_at(b, 0), f16_at(b, 2)]);
-                    quants.extend_from_slice(&b[4..20]);
-                }
-            }
-            WeightType::Q4_0 => {
-                for b in row.chunks_exact(18) {
-                    scales.push(f16_at(b, 0));
-                    quants.extend_from_slice(&b[2..18]);
-                }
-            }
-            WeightType::Q8_0 => {
-                for b in row.chunks_exact(34) {
-                    scales.push(f16_at(b, 0));
-                    quants.extend_from_slice(&b[2..34]);
-                }
-            }
             WeightType::F32 => {
                 quants.extend((0..m.cols()).flat_map(|i| f32_at(row, 4 * i).to_le_bytes()))
             }
@@ -317,18 +384,40 @@ fn pack(m: &Matrix) -> Option<(Packing, Vec<u8>, Vec<f32>)> {
             WeightType::BF16 => {
                 quants.extend((0..m.cols()).flat_map(|i| bf16_at(row, 2 * i).to_le_bytes()))
             }
-            _ => return None,
+            _ => {
+                // (offset of the scales, how many, offset of the quants) in a block.
+                let (at, n, q) = match ty {
+                    WeightType::Q4_0 | WeightType::Q5_0 | WeightType::Q8_0 => (0, 1, 2),
+                    WeightType::Q6K => (208, 1, 0),
+                    _ => (0, 2, 4),
+                };
+                let size = ty.block_bytes();
+                for b in row.chunks_exact(size) {
+                    scales.extend((0..n).map(|i| f16_at(b, at + 2 * i)));
+                    quants.extend_from_slice(if ty == WeightType::Q6K {
+                        &b[..208]
+                    } else {
+                        &b[q..]
+                    });
+                }
+            }
         }
     }
     if scales.is_empty() {
         scales.push(0.0);
     }
-    Some((p, words(quants), scales))
+    (words(quants), scales)
 }
 
 impl GpuModel {
     /// Uploads `model` to the first GPU adapter (high performance preferred).
     pub async fn new(model: &Model) -> Result<Self> {
+        Self::upload(model, None).await
+    }
+
+    /// As [`GpuModel::new`], with matrices split into buffers of at most `max_binding` bytes
+    /// when given (the tests split small models this way).
+    async fn upload(model: &Model, max_binding: Option<u64>) -> Result<Self> {
         if let Some(reason) = unsupported_reason(model) {
             return Err(GpuError::Unsupported(reason));
         }
@@ -356,7 +445,11 @@ impl GpuModel {
             })
             .await
             .map_err(|e| GpuError::Device(e.to_string()))?;
-        let max_binding = device.limits().max_storage_buffer_binding_size;
+        let limits = device.limits();
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            .min(max_binding.unwrap_or(u64::MAX));
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -368,22 +461,37 @@ impl GpuModel {
             })
         };
         let matrix = |label: &str, m: &Matrix| -> Result<GpuMatrix> {
-            let (packing, quants, scales) = pack(m).ok_or_else(|| {
-                GpuError::Unsupported(format!("{label}: {:?} weights", m.weight_type()))
-            })?;
-            if quants.len() as u64 > max_binding {
+            // Rows per part: as many as one binding holds, in multiples of the kernels' four
+            // rows per workgroup.
+            let fit = (max_binding / upload_row_bytes(m) as u64) as usize;
+            let per_part = if fit >= m.rows() {
+                m.rows()
+            } else {
+                fit / 4 * 4
+            };
+            if per_part == 0 {
                 return Err(GpuError::Unsupported(format!(
-                    "{label} needs a {} MB buffer; this adapter binds at most {} MB",
-                    quants.len() >> 20,
+                    "a row of {label} does not fit the adapter's {} MB buffers",
                     max_binding >> 20
                 )));
             }
+            let parts = (0..m.rows())
+                .step_by(per_part)
+                .map(|first| {
+                    let rows = per_part.min(m.rows() - first);
+                    let (quants, scales) = pack(m, first..first + rows);
+                    Part {
+                        first,
+                        rows,
+                        quants: buffer(label, &quants),
+                        scales: buffer(label, &f32_bytes(&scales)),
+                    }
+                })
+                .collect();
             Ok(GpuMatrix {
-                packing,
-                rows: m.rows(),
+                packing: packing(m.weight_type()),
                 cols: m.cols(),
-                quants: buffer(label, &quants),
-                scales: buffer(label, &f32_bytes(&scales)),
+                parts,
             })
         };
         let dec = model.decoder();
@@ -394,6 +502,10 @@ impl GpuModel {
                 |b: &Option<Vec<f32>>, s: &str| b.as_ref().map(|b| buffer(&name(s), &f32_bytes(b)));
             layers.push(GpuLayer {
                 attn_norm: buffer(&name("attn_norm"), &f32_bytes(&l.attn_norm)),
+                q_norm: bias(&l.q_norm, "attn_q_norm"),
+                k_norm: bias(&l.k_norm, "attn_k_norm"),
+                post_attn_norm: bias(&l.post_attn_norm, "post_attention_norm"),
+                post_ffn_norm: bias(&l.post_ffn_norm, "post_ffw_norm"),
                 wq: matrix(&name("attn_q"), &l.wq)?,
                 wk: matrix(&name("attn_k"), &l.wk)?,
                 wv: matrix(&name("attn_v"), &l.wv)?,
@@ -459,10 +571,26 @@ struct Launch {
 enum Kernel {
     Matvec(Packing),
     RmsNorm,
+    NormRows,
+    NormAdd,
     Quantize,
+    QuantizeK,
     Rope,
     Attention,
     Silu,
+    Gelu,
+}
+
+/// The distinct rotary frequency sets of the layers, in order of first use (Gemma 3 has two:
+/// the sliding-window layers' and the global ones').
+fn frequency_sets(dec: &crate::models::decoder::Decoder) -> Vec<Vec<f32>> {
+    let mut sets: Vec<Vec<f32>> = Vec::new();
+    for l in &dec.layers {
+        if !sets.contains(&l.inv_freq) {
+            sets.push(l.inv_freq.clone());
+        }
+    }
+    sets
 }
 
 /// One sequence on the GPU: its KV cache and activations in GPU buffers, and the launches of
@@ -471,6 +599,9 @@ pub struct GpuSession {
     shared: Arc<Shared>,
     tokens: Vec<u32>,
     context: usize,
+    /// The layers' rotary frequency sets; set `i`'s angles start at `i · pairs` pairs.
+    freqs: Vec<Vec<f32>>,
+    pairs: usize,
     x: wgpu::Buffer,
     step: wgpu::Buffer,
     angles: wgpu::Buffer,
@@ -504,7 +635,8 @@ impl GpuSession {
         let (d, hd) = (cfg.n_embd, cfg.head_dim);
         let (qd, kvd) = (cfg.n_head * hd, cfg.n_kv_head * hd);
         let ff = dec.layers.first().map_or(0, |l| l.w_gate.rows());
-        let pairs = dec.layers.first().map_or(0, |l| l.inv_freq.len());
+        let freqs = frequency_sets(dec);
+        let pairs = freqs.iter().map(Vec::len).max().unwrap_or(0);
         let vocab = dec.output.rows();
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let storage = |label: &str, floats: usize| {
@@ -519,18 +651,23 @@ impl GpuSession {
         };
         let x = storage("x", d);
         let h = storage("h", d);
+        let o = storage("sublayer output", d);
         let q = storage("q", qd);
         let att = storage("attention", qd);
         let gate = storage("gate", ff);
         let up = storage("up", ff);
         let scores = storage("scores", cfg.n_head * context);
-        let angles = storage("angles", 2 * pairs);
+        let angles = storage("angles", 2 * pairs * freqs.len());
         let logits = storage("logits", vocab);
         // The 8-bit activations of the product being computed: quants (four to a word) and
-        // each block's (scale, scale · Σq).
+        // each block's (scale, scale · Σq); for the K-quants, per 256 values, the quants, the
+        // scale and the sums of 16.
         let widest = d.max(qd).max(ff);
         let xq = storage("activation quants", widest / 4);
         let xds = storage("activation scales", widest / 32 * 2);
+        let xkq = storage("activation quants (K)", widest / 4);
+        let xkd = storage("activation scales (K)", widest / 256 * 2);
+        let xks = storage("activation sums (K)", widest / 16);
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: (vocab * 4) as u64,
@@ -544,13 +681,13 @@ impl GpuSession {
             mapped_at_creation: false,
         });
         let p = &shared.pipelines;
-        let group = |layout: &wgpu::BindGroupLayout, buffers: &[&wgpu::Buffer]| {
+        let group = |layout: &wgpu::BindGroupLayout, buffers: &[wgpu::BindingResource<'_>]| {
             let entries: Vec<wgpu::BindGroupEntry> = buffers
                 .iter()
                 .enumerate()
                 .map(|(i, b)| wgpu::BindGroupEntry {
                     binding: i as u32,
-                    resource: b.as_entire_binding(),
+                    resource: b.clone(),
                 })
                 .collect();
             device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -559,92 +696,167 @@ impl GpuSession {
                 entries: &entries,
             })
         };
-        // x rounded to 8 bits into (xq, xds), for the products that follow.
-        let quantize = |x: &wgpu::Buffer, n: usize| {
+        let launch = |pipeline: Kernel,
+                      layout: &wgpu::BindGroupLayout,
+                      buffers: &[&wgpu::Buffer],
+                      groups: (u32, u32)| Launch {
+            pipeline,
+            bind_group: group(
+                layout,
+                &buffers
+                    .iter()
+                    .map(|b| b.as_entire_binding())
+                    .collect::<Vec<_>>(),
+            ),
+            groups,
+        };
+        // x rounded to 8 bits, in blocks of 32 and/or of 256 as the products that follow
+        // (`consumers`) read it.
+        let quantize = |x: &wgpu::Buffer, n: usize, consumers: &[&GpuMatrix]| {
             let params = uniform(device, &[n as u32, 0, 0, 0]);
-            Launch {
-                pipeline: Kernel::Quantize,
-                bind_group: group(&p.quantize.0, &[x, &xq, &xds, &params, &step]),
-                groups: ((n / 32).div_ceil(64).max(1) as u32, 1),
+            let wants = |input: Input| consumers.iter().any(|m| m.packing.input() == input);
+            let mut launches = Vec::new();
+            if wants(Input::Q8) {
+                launches.push(launch(
+                    Kernel::Quantize,
+                    &p.quantize.0,
+                    &[x, &xq, &xds, &params, &step, &xks],
+                    ((n / 32).div_ceil(64).max(1) as u32, 1),
+                ));
             }
+            if wants(Input::Q8K) {
+                launches.push(launch(
+                    Kernel::QuantizeK,
+                    &p.quantize.0,
+                    &[x, &xkq, &xkd, &params, &step, &xks],
+                    ((n / 256).div_ceil(64).max(1) as u32, 1),
+                ));
+            }
+            launches
         };
         // y[out_offset + pos·pos_stride + r] (+)= (W·x)[r] (+ bias[r]), with x as quantised
-        // by the last `quantize` launch (or read as floats, for float weights).
+        // by the last `quantize` launches (or read as floats, for float weights); a launch
+        // per part of the matrix.
         let matvec = |m: &GpuMatrix,
                       x: &wgpu::Buffer,
                       y: &wgpu::Buffer,
                       bias: Option<&wgpu::Buffer>,
                       pos_stride: usize,
                       accumulate: bool| {
-            let params = uniform(
-                device,
-                &[
-                    m.rows as u32,
-                    m.cols as u32,
-                    0,
-                    pos_stride as u32,
-                    u32::from(accumulate),
-                    u32::from(bias.is_some()),
-                    0,
-                    0,
-                ],
-            );
-            Launch {
-                pipeline: Kernel::Matvec(m.packing),
-                bind_group: group(
-                    &p.matvec_layout,
-                    &[
-                        &m.quants,
-                        &m.scales,
-                        bias.unwrap_or(&shared.empty),
-                        &xq,
-                        &xds,
-                        x,
-                        y,
-                        &params,
-                        &step,
-                    ],
-                ),
-                groups: row_groups(m.rows.div_ceil(4)),
-            }
+            let (aq, ad, ax) = match m.packing.input() {
+                Input::Q8K => (&xkq, &xkd, &xks),
+                _ => (&xq, &xds, x),
+            };
+            m.parts
+                .iter()
+                .map(|part| {
+                    let params = uniform(
+                        device,
+                        &[
+                            part.rows as u32,
+                            m.cols as u32,
+                            part.first as u32,
+                            pos_stride as u32,
+                            u32::from(accumulate),
+                            u32::from(bias.is_some()),
+                            part.first as u32,
+                            0,
+                        ],
+                    );
+                    let bias = bias.unwrap_or(&shared.empty).as_entire_binding();
+                    Launch {
+                        pipeline: Kernel::Matvec(m.packing),
+                        bind_group: group(
+                            &p.matvec_layout,
+                            &[
+                                part.quants.as_entire_binding(),
+                                part.scales.as_entire_binding(),
+                                bias,
+                                aq.as_entire_binding(),
+                                ad.as_entire_binding(),
+                                ax.as_entire_binding(),
+                                y.as_entire_binding(),
+                                params.as_entire_binding(),
+                                step.as_entire_binding(),
+                            ],
+                        ),
+                        groups: row_groups(part.rows.div_ceil(4)),
+                    }
+                })
+                .collect::<Vec<_>>()
         };
+        let eps = cfg.rms_eps.to_bits();
         let rmsnorm = |x: &wgpu::Buffer, w: &wgpu::Buffer, out: &wgpu::Buffer| {
-            let params = uniform(device, &[d as u32, cfg.rms_eps.to_bits(), 0, 0]);
-            Launch {
-                pipeline: Kernel::RmsNorm,
-                bind_group: group(&p.rmsnorm.0, &[x, w, out, &params, &step]),
-                groups: (1, 1),
-            }
+            let params = uniform(device, &[d as u32, eps, 0, 0]);
+            launch(
+                Kernel::RmsNorm,
+                &p.rmsnorm.0,
+                &[x, w, out, &params, &step],
+                (1, 1),
+            )
         };
-        let rope = |v: &wgpu::Buffer, heads: usize, pos_stride: usize| {
+        // Rows `heads` of `head_dim` at `pos · pos_stride` of `v`, normed in place.
+        let norm_rows = |v: &wgpu::Buffer, w: &wgpu::Buffer, heads: usize, pos_stride: usize| {
+            let params = uniform(device, &[hd as u32, eps, pos_stride as u32, 0]);
+            launch(
+                Kernel::NormRows,
+                &p.rmsnorm.0,
+                &[&shared.empty, w, v, &params, &step],
+                (heads as u32, 1),
+            )
+        };
+        // x += norm(o)·w.
+        let norm_add = |o: &wgpu::Buffer, w: &wgpu::Buffer, x: &wgpu::Buffer| {
+            let params = uniform(device, &[d as u32, eps, 0, 0]);
+            launch(
+                Kernel::NormAdd,
+                &p.rmsnorm.0,
+                &[o, w, x, &params, &step],
+                (1, 1),
+            )
+        };
+        let rope = |v: &wgpu::Buffer, heads: usize, pos_stride: usize, freq: &[f32]| {
             let halves = u32::from(cfg.rope_style == RopeStyle::Halves);
+            let set = freqs.iter().position(|f| f == freq).unwrap_or(0);
             let params = uniform(
                 device,
                 &[
                     heads as u32,
                     hd as u32,
-                    pairs as u32,
+                    freq.len() as u32,
                     halves,
                     0,
                     pos_stride as u32,
-                    0,
+                    (set * pairs) as u32,
                     0,
                 ],
             );
-            Launch {
-                pipeline: Kernel::Rope,
-                bind_group: group(&p.rope.0, &[v, &angles, &params, &step]),
-                groups: (((heads * pairs).div_ceil(64)).max(1) as u32, 1),
+            launch(
+                Kernel::Rope,
+                &p.rope.0,
+                &[v, &angles, &params, &step],
+                (((heads * freq.len()).div_ceil(64)).max(1) as u32, 1),
+            )
+        };
+        // A sublayer's output projection: added to the residual stream, through Gemma's
+        // post norm where the layer has one.
+        let project = |m: &GpuMatrix, input: &wgpu::Buffer, post: Option<&wgpu::Buffer>| match post
+        {
+            Some(w) => {
+                let mut l = matvec(m, input, &o, None, 0, false);
+                l.push(norm_add(&o, w, &x));
+                l
             }
+            None => matvec(m, input, &x, None, 0, true),
         };
         let mut layers = Vec::new();
         for (l, gl) in dec.layers.iter().zip(&shared.layers) {
             let k_cache = storage("k cache", context * kvd);
             let v_cache = storage("v cache", context * kvd);
             layers.push(rmsnorm(&x, &gl.attn_norm, &h));
-            layers.push(quantize(&h, d));
-            layers.push(matvec(&gl.wq, &h, &q, gl.bias[0].as_ref(), 0, false));
-            layers.push(matvec(
+            layers.extend(quantize(&h, d, &[&gl.wq, &gl.wk, &gl.wv]));
+            layers.extend(matvec(&gl.wq, &h, &q, gl.bias[0].as_ref(), 0, false));
+            layers.extend(matvec(
                 &gl.wk,
                 &h,
                 &k_cache,
@@ -652,7 +864,7 @@ impl GpuSession {
                 kvd,
                 false,
             ));
-            layers.push(matvec(
+            layers.extend(matvec(
                 &gl.wv,
                 &h,
                 &v_cache,
@@ -660,8 +872,14 @@ impl GpuSession {
                 kvd,
                 false,
             ));
-            layers.push(rope(&q, cfg.n_head, 0));
-            layers.push(rope(&k_cache, cfg.n_kv_head, kvd));
+            if let Some(w) = &gl.q_norm {
+                layers.push(norm_rows(&q, w, cfg.n_head, 0));
+            }
+            if let Some(w) = &gl.k_norm {
+                layers.push(norm_rows(&k_cache, w, cfg.n_kv_head, kvd));
+            }
+            layers.push(rope(&q, cfg.n_head, 0, &l.inv_freq));
+            layers.push(rope(&k_cache, cfg.n_kv_head, kvd, &l.inv_freq));
             let params = uniform(
                 device,
                 &[
@@ -675,34 +893,35 @@ impl GpuSession {
                     0,
                 ],
             );
-            layers.push(Launch {
-                pipeline: Kernel::Attention,
-                bind_group: group(
-                    &p.attention.0,
-                    &[&q, &k_cache, &v_cache, &scores, &att, &params, &step],
-                ),
-                groups: (cfg.n_head as u32, 1),
-            });
-            layers.push(quantize(&att, qd));
-            layers.push(matvec(&gl.wo, &att, &x, None, 0, true));
+            layers.push(launch(
+                Kernel::Attention,
+                &p.attention.0,
+                &[&q, &k_cache, &v_cache, &scores, &att, &params, &step],
+                (cfg.n_head as u32, 1),
+            ));
+            layers.extend(quantize(&att, qd, &[&gl.wo]));
+            layers.extend(project(&gl.wo, &att, gl.post_attn_norm.as_ref()));
             layers.push(rmsnorm(&x, &gl.ffn_norm, &h));
-            layers.push(quantize(&h, d));
-            layers.push(matvec(&gl.w_gate, &h, &gate, None, 0, false));
-            layers.push(matvec(&gl.w_up, &h, &up, None, 0, false));
+            layers.extend(quantize(&h, d, &[&gl.w_gate, &gl.w_up]));
+            layers.extend(matvec(&gl.w_gate, &h, &gate, None, 0, false));
+            layers.extend(matvec(&gl.w_up, &h, &up, None, 0, false));
             let params = uniform(device, &[ff as u32, 0, 0, 0]);
-            layers.push(Launch {
-                pipeline: Kernel::Silu,
-                bind_group: group(&p.silu.0, &[&gate, &up, &params, &step]),
-                groups: (ff.div_ceil(64) as u32, 1),
-            });
-            layers.push(quantize(&gate, ff));
-            layers.push(matvec(&gl.w_down, &gate, &x, None, 0, true));
+            let act = match cfg.activation {
+                Activation::Silu => Kernel::Silu,
+                Activation::GeluTanh => Kernel::Gelu,
+            };
+            layers.push(launch(
+                act,
+                &p.silu.0,
+                &[&gate, &up, &params, &step],
+                (ff.div_ceil(64) as u32, 1),
+            ));
+            layers.extend(quantize(&gate, ff, &[&gl.w_down]));
+            layers.extend(project(&gl.w_down, &gate, gl.post_ffn_norm.as_ref()));
         }
-        let head = vec![
-            rmsnorm(&x, &shared.out_norm, &h),
-            quantize(&h, d),
-            matvec(&shared.output, &h, &logits, None, 0, false),
-        ];
+        let mut head = vec![rmsnorm(&x, &shared.out_norm, &h)];
+        head.extend(quantize(&h, d, &[&shared.output]));
+        head.extend(matvec(&shared.output, &h, &logits, None, 0, false));
         if let Some(e) = scope.pop().await {
             return Err(GpuError::Device(format!("out of GPU memory: {e}")));
         }
@@ -710,6 +929,8 @@ impl GpuSession {
             shared: Arc::clone(&shared),
             tokens: Vec::new(),
             context,
+            freqs,
+            pairs,
             x,
             step,
             angles,
@@ -762,23 +983,27 @@ impl GpuSession {
             .into());
         }
         let cfg = &dec.cfg;
-        let inv_freq = dec.layers.first().map_or(&[][..], |l| &l.inv_freq[..]);
         let validation = sh.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut row = vec![0.0f32; cfg.n_embd];
         for (i, &t) in tokens.iter().enumerate() {
             let pos = self.tokens.len() + i;
             let last = i + 1 == tokens.len();
             dec.embed.dequantize_row(t as usize, &mut row);
+            if let Some(scale) = cfg.embed_scale {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
             sh.queue.write_buffer(&self.x, 0, &f32_bytes(&row));
             let step: Vec<u8> = [pos as u32, 0, 0, 0]
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .collect();
             sh.queue.write_buffer(&self.step, 0, &step);
-            let angles: Vec<f32> = rope_angles(inv_freq, pos)
-                .into_iter()
-                .flat_map(|(sin, cos)| [sin, cos])
-                .collect();
+            let mut angles = vec![0.0f32; 2 * self.pairs * self.freqs.len()];
+            for (set, freq) in self.freqs.iter().enumerate() {
+                for (i, (sin, cos)) in rope_angles(freq, pos).into_iter().enumerate() {
+                    angles[2 * (set * self.pairs + i)..][..2].copy_from_slice(&[sin, cos]);
+                }
+            }
             sh.queue.write_buffer(&self.angles, 0, &f32_bytes(&angles));
             let mut encoder = sh
                 .device
@@ -841,15 +1066,19 @@ impl GpuSession {
 impl Pipelines {
     fn get(&self, k: Kernel) -> &wgpu::ComputePipeline {
         match k {
-            Kernel::Matvec(Packing::Q4_1) => &self.q4_1,
-            Kernel::Matvec(Packing::Q4_0) => &self.q4_0,
-            Kernel::Matvec(Packing::Q8_0) => &self.q8_0,
-            Kernel::Matvec(Packing::F32) => &self.f32w,
+            Kernel::Matvec(packing) => {
+                let i = Packing::ALL.iter().position(|&p| p == packing);
+                &self.matvec[i.unwrap_or(0)]
+            }
             Kernel::RmsNorm => &self.rmsnorm.1,
+            Kernel::NormRows => &self.norm_rows,
+            Kernel::NormAdd => &self.norm_add,
             Kernel::Quantize => &self.quantize.1,
+            Kernel::QuantizeK => &self.quantize_k,
             Kernel::Rope => &self.rope.1,
             Kernel::Attention => &self.attention.1,
             Kernel::Silu => &self.silu.1,
+            Kernel::Gelu => &self.gelu,
         }
     }
 }

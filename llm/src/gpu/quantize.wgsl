@@ -1,6 +1,7 @@
 // Rounds activations to 8 bits in blocks of 32, as the CPU path does before every quantised
 // product (`llm::kernels::formats::quantise_q8`): `q = round(x · 127 / max|x|)`, the scale
-// `d = max|x| / 127` and `s = d · Σq`. One thread per block.
+// `d = max|x| / 127` and `s = d · Σq`. One thread per block. `q8k` rounds blocks of 256 for the
+// K-quants (`quantise_q8k`): the values, `d` (in `xds[b].x`) and the integer sums of 16.
 
 struct Params {
     n: u32,
@@ -14,6 +15,47 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> xds: array<vec2<f32>>;
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<storage, read> step: Step;
+@group(0) @binding(5) var<storage, read_write> sums: array<f32>;
+
+// 127 / max|x| over `len` values from `at` (0 where they are all 0), and max|x|.
+fn inverse_scale(at: u32, len: u32) -> vec2<f32> {
+    var amax = 0.0;
+    for (var e = 0u; e < len; e++) {
+        amax = max(amax, abs(x[at + e]));
+    }
+    var inv = 0.0;
+    if (amax > 0.0) {
+        inv = div_exact(127.0, amax, step.zero);
+    }
+    return vec2<f32>(inv, amax);
+}
+
+fn quantised(v: f32, inv: f32) -> i32 {
+    return i32(round(clamp(rounded(v * inv, step.zero), -127.0, 127.0)));
+}
+
+@compute @workgroup_size(64)
+fn q8k(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.n / 256u) {
+        return;
+    }
+    let s = inverse_scale(256u * b, 256u);
+    for (var g = 0u; g < 16u; g++) {
+        var sum = 0i;
+        for (var w = 0u; w < 4u; w++) {
+            var word = 0u;
+            for (var k = 0u; k < 4u; k++) {
+                let q = quantised(x[256u * b + 16u * g + 4u * w + k], s.x);
+                sum += q;
+                word |= (bitcast<u32>(q) & 0xffu) << (8u * k);
+            }
+            xq[64u * b + 4u * g + w] = word;
+        }
+        sums[16u * b + g] = f32(sum);
+    }
+    xds[b] = vec2<f32>(div_exact(s.y, 127.0, step.zero), 0.0);
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -21,19 +63,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (b >= p.n / 32u) {
         return;
     }
-    var amax = 0.0;
-    for (var e = 0u; e < 32u; e++) {
-        amax = max(amax, abs(x[32u * b + e]));
-    }
-    var inv = 0.0;
-    if (amax > 0.0) {
-        inv = div_exact(127.0, amax, step.zero);
-    }
+    let s = inverse_scale(32u * b, 32u);
+    let inv = s.x;
+    let amax = s.y;
     var sum = 0i;
     for (var w = 0u; w < 8u; w++) {
         var word = 0u;
         for (var k = 0u; k < 4u; k++) {
-            let q = i32(round(clamp(rounded(x[32u * b + 4u * w + k] * inv, step.zero), -127.0, 127.0)));
+            let q = quantised(x[32u * b + 4u * w + k], inv);
             sum += q;
             word |= (bitcast<u32>(q) & 0xffu) << (8u * k);
         }

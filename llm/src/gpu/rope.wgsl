@@ -11,7 +11,8 @@ struct Params {
     halves: u32,
     offset: u32,
     pos_stride: u32,
-    _pad0: u32,
+    // This layer's angles start here (layers with different frequencies have their own).
+    angles_at: u32,
     _pad1: u32,
 }
 
@@ -35,7 +36,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         b = i + p.pairs;
     }
     let base = p.offset + step.pos * p.pos_stride + h * p.head_dim;
-    let sc = angles[i];
+    let sc = angles[p.angles_at + i];
     let x0 = v[base + a];
     let x1 = v[base + b];
     v[base + a] = rounded(x0 * sc.y, step.zero) - rounded(x1 * sc.x, step.zero);

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use gguf_file::Value;
 use std::collections::HashMap;
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 pub(crate) enum Family {
     Llama,
     Qwen2,
@@ -30,6 +30,8 @@ pub(crate) struct Shape {
     /// Gemma: sliding window of the first layer of every two.
     pub(crate) window: usize,
     pub(crate) context: usize,
+    /// Gemma: a final logit soft-cap in the metadata (the f64 reference ignores it).
+    pub(crate) softcap: Option<f32>,
 }
 
 const VOCAB: usize = 270; // the test BPE vocabulary (crate::tokenizer::tests::bpe_meta)
@@ -45,6 +47,7 @@ pub(crate) fn shape(family: Family) -> Shape {
         layers: 2,
         window: 4,
         context: 64,
+        softcap: None,
     }
 }
 
@@ -157,6 +160,9 @@ pub(crate) fn tiny(shape: Shape, ty: GgmlDType, seed: u64) -> Tiny {
             (format!("{arch}.attention.sliding_window_pattern"), u(2)),
             (format!("{arch}.rope.freq_base_swa"), Value::F32(1_000.0)),
         ]);
+        if let Some(c) = shape.softcap {
+            meta.push((format!("{arch}.final_logit_softcapping"), Value::F32(c)));
+        }
     }
     let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
