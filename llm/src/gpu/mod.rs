@@ -1066,10 +1066,8 @@ impl GpuSession {
 impl Pipelines {
     fn get(&self, k: Kernel) -> &wgpu::ComputePipeline {
         match k {
-            Kernel::Matvec(packing) => {
-                let i = Packing::ALL.iter().position(|&p| p == packing);
-                &self.matvec[i.unwrap_or(0)]
-            }
+            // `ALL` lists the variants in declaration order.
+            Kernel::Matvec(packing) => &self.matvec[packing as usize],
             Kernel::RmsNorm => &self.rmsnorm.1,
             Kernel::NormRows => &self.norm_rows,
             Kernel::NormAdd => &self.norm_add,

@@ -21,38 +21,39 @@ struct Params {
 const WG: u32 = 256u;
 var<workgroup> inv_rms: f32;
 
-@compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) tid: u32) {
+// 1 / rms of `x` (`from_out`: of `out` from `base`), on the first thread, shared through
+// `inv_rms`; every thread returns it.
+fn inverse_rms(tid: u32, from_out: bool, base: u32) -> f32 {
     if (tid == 0u) {
         var s = 0.0;
         for (var i = 0u; i < p.n; i++) {
-            s = s + rounded(x[i] * x[i], step.zero);
+            var v: f32;
+            if (from_out) {
+                v = out[base + i];
+            } else {
+                v = x[i];
+            }
+            s = s + rounded(v * v, step.zero);
         }
-        inv_rms = inverse_rms(s);
+        let mean = div_exact(s, f32(p.n), step.zero);
+        inv_rms = div_exact(1.0, sqrt_exact(mean + p.eps, step.zero), step.zero);
     }
     workgroupBarrier();
-    let inv = inv_rms;
+    return inv_rms;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) tid: u32) {
+    let inv = inverse_rms(tid, false, 0u);
     for (var i = tid; i < p.n; i += WG) {
         out[i] = x[i] * inv * w[i];
     }
 }
 
-fn inverse_rms(s: f32) -> f32 {
-    return div_exact(1.0, sqrt_exact(div_exact(s, f32(p.n), step.zero) + p.eps, step.zero), step.zero);
-}
-
 @compute @workgroup_size(256)
 fn rows(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
     let base = step.pos * p.pos_stride + wid.x * p.n;
-    if (tid == 0u) {
-        var s = 0.0;
-        for (var i = 0u; i < p.n; i++) {
-            s = s + rounded(out[base + i] * out[base + i], step.zero);
-        }
-        inv_rms = inverse_rms(s);
-    }
-    workgroupBarrier();
-    let inv = inv_rms;
+    let inv = inverse_rms(tid, true, base);
     for (var i = tid; i < p.n; i += WG) {
         out[base + i] = out[base + i] * inv * w[i];
     }
@@ -60,15 +61,7 @@ fn rows(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 
 @compute @workgroup_size(256)
 fn add_to(@builtin(local_invocation_index) tid: u32) {
-    if (tid == 0u) {
-        var s = 0.0;
-        for (var i = 0u; i < p.n; i++) {
-            s = s + rounded(x[i] * x[i], step.zero);
-        }
-        inv_rms = inverse_rms(s);
-    }
-    workgroupBarrier();
-    let inv = inv_rms;
+    let inv = inverse_rms(tid, false, 0u);
     for (var i = tid; i < p.n; i += WG) {
         out[i] = out[i] + rounded(x[i] * inv * w[i], step.zero);
     }

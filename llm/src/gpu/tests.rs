@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::models::ModelOptions;
-use crate::models::tests::{Family, PROMPT, Shape, max_rel_err, reference, shape, tiny};
+use crate::models::tests::{Family, PROMPT, Shape, k_shape, max_rel_err, reference, shape, tiny};
 use candle_core::quantized::GgmlDType;
 
 fn load(bytes: &[u8]) -> Model {
@@ -50,13 +50,7 @@ fn logits_follow_the_cpu_path() {
     // own rounding of division, square root and fused multiply-adds: far below the 8-bit
     // rounding both share against the f64 reference (`quantised_models_stay_close_to_the_
     // reference` allows 3 %).
-    // K-quant rows hold whole 256-value super-blocks, so those models are wider.
-    let k = |family| Shape {
-        d: 256,
-        ff: 512,
-        head_dim: 64,
-        ..shape(family)
-    };
+    let k = k_shape;
     for (s, ty) in [
         (shape(Family::Llama), GgmlDType::Q4_1),
         (shape(Family::Llama), GgmlDType::Q4_0),
@@ -205,13 +199,7 @@ fn matrices_split_across_buffers_give_the_same_logits() {
 fn every_family_and_weight_type_runs_but_a_logit_softcap_is_refused() {
     let gemma = load(&tiny(shape(Family::Gemma3), GgmlDType::Q8_0, 24).bytes);
     assert_eq!(unsupported_reason(&gemma), None);
-    let k = Shape {
-        d: 256,
-        ff: 512,
-        head_dim: 64,
-        ..shape(Family::Llama)
-    };
-    let q6k = load(&tiny(k, GgmlDType::Q6K, 25).bytes);
+    let q6k = load(&tiny(k_shape(Family::Llama), GgmlDType::Q6K, 25).bytes);
     assert_eq!(unsupported_reason(&q6k), None);
     let capped = Shape {
         softcap: Some(30.0),
@@ -224,4 +212,12 @@ fn every_family_and_weight_type_runs_but_a_logit_softcap_is_refused() {
         pollster::block_on(GpuModel::new(&capped)),
         Err(GpuError::Unsupported(_))
     ));
+}
+
+#[test]
+fn packings_are_listed_in_declaration_order() {
+    // `Pipelines::get` indexes the mat-vec pipelines by discriminant.
+    for (i, p) in Packing::ALL.iter().enumerate() {
+        assert_eq!(*p as usize, i, "{p:?}");
+    }
 }

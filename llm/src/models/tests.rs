@@ -51,6 +51,16 @@ pub(crate) fn shape(family: Family) -> Shape {
     }
 }
 
+/// A tiny shape for the K-quants, whose rows hold whole 256-value super-blocks.
+pub(crate) fn k_shape(family: Family) -> Shape {
+    Shape {
+        d: 256,
+        ff: 512,
+        head_dim: 64,
+        ..shape(family)
+    }
+}
+
 /// A tiny model: its GGUF bytes, and the f32 weights it was written from.
 pub(crate) struct Tiny {
     shape: Shape,
@@ -373,13 +383,7 @@ fn quantised_models_stay_close_to_the_reference() {
     // The reference multiplies the same (dequantised) weights in f64, so what is left is the
     // 8-bit rounding of activations: one to three percent of the largest logit here. Every
     // instruction set gives the scalar reference's logits bit for bit.
-    // K-quant rows hold whole 256-value super-blocks, so those models are wider.
-    let k = |family| Shape {
-        d: 256,
-        ff: 512,
-        head_dim: 64,
-        ..shape(family)
-    };
+    let k = k_shape;
     for (s, ty) in [
         (shape(Family::Llama), GgmlDType::Q4_1),
         (shape(Family::Llama), GgmlDType::Q8_0),
