@@ -471,8 +471,8 @@ impl GpuModel {
             };
             if per_part == 0 {
                 return Err(GpuError::Unsupported(format!(
-                    "a row of {label} does not fit the adapter's {} MB buffers",
-                    max_binding >> 20
+                    "a row of {label} needs {} bytes; this adapter binds at most {max_binding}",
+                    upload_row_bytes(m)
                 )));
             }
             let parts = (0..m.rows())

@@ -30,8 +30,17 @@ fn inverse_scale(at: u32, len: u32) -> vec2<f32> {
     return vec2<f32>(inv, amax);
 }
 
-fn quantised(v: f32, inv: f32) -> i32 {
-    return i32(round(clamp(rounded(v * inv, step.zero), -127.0, 127.0)));
+// Values `at..at + 4` rounded to 8 bits (`q = round(x · inv)`), four bytes of a word, and
+// their sum.
+fn packed4(at: u32, inv: f32) -> vec2<i32> {
+    var word = 0u;
+    var sum = 0i;
+    for (var k = 0u; k < 4u; k++) {
+        let q = i32(round(clamp(rounded(x[at + k] * inv, step.zero), -127.0, 127.0)));
+        sum += q;
+        word |= (bitcast<u32>(q) & 0xffu) << (8u * k);
+    }
+    return vec2<i32>(bitcast<i32>(word), sum);
 }
 
 @compute @workgroup_size(64)
@@ -44,13 +53,9 @@ fn q8k(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var g = 0u; g < 16u; g++) {
         var sum = 0i;
         for (var w = 0u; w < 4u; w++) {
-            var word = 0u;
-            for (var k = 0u; k < 4u; k++) {
-                let q = quantised(x[256u * b + 16u * g + 4u * w + k], s.x);
-                sum += q;
-                word |= (bitcast<u32>(q) & 0xffu) << (8u * k);
-            }
-            xq[64u * b + 4u * g + w] = word;
+            let packed = packed4(256u * b + 16u * g + 4u * w, s.x);
+            xq[64u * b + 4u * g + w] = bitcast<u32>(packed.x);
+            sum += packed.y;
         }
         sums[16u * b + g] = f32(sum);
     }
@@ -68,13 +73,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let amax = s.y;
     var sum = 0i;
     for (var w = 0u; w < 8u; w++) {
-        var word = 0u;
-        for (var k = 0u; k < 4u; k++) {
-            let q = quantised(x[32u * b + 4u * w + k], inv);
-            sum += q;
-            word |= (bitcast<u32>(q) & 0xffu) << (8u * k);
-        }
-        xq[8u * b + w] = word;
+        let packed = packed4(32u * b + 4u * w, inv);
+        xq[8u * b + w] = bitcast<u32>(packed.x);
+        sum += packed.y;
     }
     let d = div_exact(amax, 127.0, step.zero);
     xds[b] = vec2<f32>(d, d * f32(sum));

@@ -190,7 +190,7 @@ fn matrices_split_across_buffers_give_the_same_logits() {
     // A limit below one row is refused with the reason.
     let err = pollster::block_on(GpuModel::upload(&cpu, Some(16))).expect_err("refused");
     assert!(
-        matches!(&err, GpuError::Unsupported(why) if why.contains("does not fit")),
+        matches!(&err, GpuError::Unsupported(why) if why.contains("binds at most 16")),
         "{err}"
     );
 }
