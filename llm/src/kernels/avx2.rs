@@ -228,6 +228,80 @@ unsafe fn q32<F: Block32, const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32
     )
 }
 
+/// [`scalar::unpack_row`](super::scalar::unpack_row) with each block's values unpacked by
+/// the kernels' own [`Block32::values`] (the same bytes; in a prefill the scalar unpacking
+/// was a twentieth of the time).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn unpack_row(ty: WeightType, row: &[u8], out: &mut super::scalar::Unpacked) {
+    // SAFETY: the features are enabled on this function.
+    unsafe {
+        match ty {
+            WeightType::Q4_0 => unpack_blocks::<Q40>(row, out),
+            WeightType::Q4_1 => unpack_blocks::<Q41>(row, out),
+            WeightType::Q5_0 => unpack_blocks::<Q50>(row, out),
+            WeightType::Q5_1 => unpack_blocks::<Q51>(row, out),
+            WeightType::Q8_0 => unpack_blocks::<Q80>(row, out),
+            WeightType::Q4K => unpack_k45::<false>(row, out),
+            WeightType::Q5K => unpack_k45::<true>(row, out),
+            _ => super::scalar::unpack_row(ty, row, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpack_blocks<F: Block32>(row: &[u8], out: &mut super::scalar::Unpacked) {
+    let blocks = row.len() / F::BYTES;
+    out.q.resize(32 * blocks, 0);
+    out.d.resize(blocks, 0.0);
+    out.m.resize(blocks, 0.0);
+    out.has_min = !F::SIGNED;
+    out.k_type = None;
+    for (b, block) in row.chunks_exact(F::BYTES).enumerate() {
+        let p = block.as_ptr();
+        // SAFETY: `block` is one whole block, and `out.q` holds 32 bytes for each.
+        unsafe {
+            _mm256_storeu_si256(out.q.as_mut_ptr().add(32 * b).cast(), F::values(p));
+            out.d[b] = half(p);
+            out.m[b] = if F::SIGNED { 0.0 } else { half(p.add(2)) };
+        }
+    }
+}
+
+/// Q4_K/Q5_K rows for [`unpacked_k45`]: the values of every group as [`k45_values`] makes
+/// them, and the decoded scales and mins (in a prefill, decoding them again for every tile of
+/// four tokens cost about a quarter of the K-quant products).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpack_k45<const Q5: bool>(row: &[u8], out: &mut super::scalar::Unpacked) {
+    let bytes = if Q5 { 176 } else { 144 };
+    let blocks = row.len() / bytes;
+    out.q.resize(256 * blocks, 0);
+    out.d.resize(blocks, 0.0);
+    out.m.resize(blocks, 0.0);
+    out.scales.resize(blocks, [0; 16]);
+    out.has_min = true;
+    out.k_type = Some(if Q5 { WeightType::Q5K } else { WeightType::Q4K });
+    for (b, block) in row.chunks_exact(bytes).enumerate() {
+        let p = block.as_ptr();
+        let (sc, m) = scales_mins_k4(&block[4..16]);
+        out.scales[b][..8].copy_from_slice(&sc);
+        out.scales[b][8..].copy_from_slice(&m);
+        // SAFETY: `block` is one whole super-block, and `out.q` holds 256 bytes for each.
+        unsafe {
+            out.d[b] = half(p);
+            out.m[b] = half(p.add(2));
+            for g in 0..4 {
+                let (lo, hi) = k45_values::<Q5>(p, g);
+                let at = out.q.as_mut_ptr().add(256 * b + 64 * g);
+                _mm256_storeu_si256(at.cast(), lo);
+                _mm256_storeu_si256(at.add(32).cast(), hi);
+            }
+        }
+    }
+}
+
 /// An unpacked row against `N` rows: the loop of [`q32`] reading values, scales and mins from
 /// the buffer instead of unpacking blocks.
 ///
@@ -240,7 +314,9 @@ pub unsafe fn dot_unpacked<const N: usize>(
 ) -> [f32; N] {
     // SAFETY: forwarded.
     unsafe {
-        if u.has_min {
+        if u.k_type.is_some() {
+            unpacked_k45(u, x)
+        } else if u.has_min {
             unpacked::<N, false>(u, x)
         } else {
             unpacked::<N, true>(u, x)
@@ -351,6 +427,95 @@ unsafe fn kact(row: &ActRow<'_>, k: usize) -> __m256i {
     unsafe { load(row.kqs.as_ptr().add(32 * k).cast()) }
 }
 
+/// Group `g`'s two sub-blocks (values `64g..64g + 32` and `64g + 32..64g + 64`) of the
+/// Q4_K/Q5_K super-block at `p`, as bytes 0..32.
+///
+/// # Safety
+/// `p` points to a whole super-block; the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k45_values<const Q5: bool>(p: *const u8, g: usize) -> (__m256i, __m256i) {
+    let low4 = _mm256_set1_epi8(0xF);
+    // SAFETY: the caller's contract; the nibbles start at byte 16 (48 after Q5_K's fifth bits).
+    unsafe {
+        let raw = load(p.add(if Q5 { 48 } else { 16 } + 32 * g));
+        let mut lo = _mm256_and_si256(raw, low4);
+        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low4);
+        if Q5 {
+            let qh = load(p.add(16));
+            let five = _mm256_set1_epi8(0x10);
+            lo = _mm256_or_si256(lo, bit_as(qh, 2 * g, five));
+            hi = _mm256_or_si256(hi, bit_as(qh, 2 * g + 1, five));
+        }
+        (lo, hi)
+    }
+}
+
+/// Adds group `g` of super-block `b` (values `lo` and `hi`, scales `sc`) to the rows' sums.
+///
+/// # Safety
+/// The rows cover super-block `b`; the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k45_group<const N: usize>(
+    (b, g): (usize, usize),
+    (lo, hi): (__m256i, __m256i),
+    sc: &[u8],
+    x: &[ActRow<'_>; N],
+    sumi: &mut [__m256i; N],
+) {
+    let (s_lo, s_hi) = (
+        _mm256_set1_epi16(i16::from(sc[2 * g])),
+        _mm256_set1_epi16(i16::from(sc[2 * g + 1])),
+    );
+    for (r, row) in x.iter().enumerate() {
+        let k = 8 * b + 2 * g;
+        // SAFETY: the caller's contract.
+        let (a_lo, a_hi) = unsafe { (kact(row, k), kact(row, k + 1)) };
+        let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), s_lo);
+        let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), s_hi);
+        sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p_lo, p_hi));
+    }
+}
+
+/// Super-block `b`'s sums of every row into its lanes, with the mins `m` through the
+/// activations' integer sums.
+///
+/// # Safety
+/// The rows cover super-block `b`; the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k45_finish<const N: usize>(
+    b: usize,
+    (d, dmin): (f32, f32),
+    m: &[u8],
+    x: &[ActRow<'_>; N],
+    sumi: &[__m256i; N],
+    lanes: &mut [Lanes; N],
+) {
+    // Σ_j m_j·(Σ q_x over sub-block j), from the 16 sums with each min twice.
+    assert!(m.len() >= 8);
+    // SAFETY: `m` holds 8 bytes (checked); the rows hold 16 sums per super-block (the caller).
+    unsafe {
+        let mv = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(
+            _mm_loadl_epi64(m.as_ptr().cast()),
+            _mm_loadl_epi64(m.as_ptr().cast()),
+        ));
+        for (r, row) in x.iter().enumerate() {
+            let sums = _mm256_loadu_si256(row.ksums.as_ptr().add(16 * b).cast());
+            let msum = hsum_i32(_mm256_madd_epi16(sums, mv));
+            let dy = *row.kd.get_unchecked(b);
+            k_lanes(
+                &mut lanes[r],
+                b,
+                (d, dmin, dy),
+                (hsum_i32(sumi[r]), msum),
+                true,
+            );
+        }
+    }
+}
+
 /// Q4_K and Q5_K (`Q5` true): per super-block, the eight sub-block products are summed in
 /// i32 lanes with their 6-bit scales applied by `madd`, the mins through the activations'
 /// integer sums.
@@ -358,8 +523,6 @@ unsafe fn kact(row: &ActRow<'_>, k: usize) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q45k<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let bytes = if Q5 { 176 } else { 144 };
-    let low4 = _mm256_set1_epi8(0xF);
-    let five = _mm256_set1_epi8(0x10);
     let mut lanes = [Lanes::default(); N];
     for b in 0..w.len() / bytes {
         let at = bytes * b;
@@ -369,51 +532,35 @@ unsafe fn q45k<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) ->
             if N == 1 {
                 prefetch(p.wrapping_add(PREFETCH), bytes);
             }
-            let (d, dmin) = (half(p), half(p.add(2)));
             let (sc, m) = scales_mins_k4(&w[at + 4..at + 16]);
-            let qh = if Q5 {
-                load(p.add(16))
-            } else {
-                _mm256_setzero_si256()
-            };
-            let qs = p.add(if Q5 { 48 } else { 16 });
             let mut sumi = [_mm256_setzero_si256(); N];
             for g in 0..4 {
-                let raw = load(qs.add(32 * g));
-                let mut lo = _mm256_and_si256(raw, low4);
-                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low4);
-                if Q5 {
-                    lo = _mm256_or_si256(lo, bit_as(qh, 2 * g, five));
-                    hi = _mm256_or_si256(hi, bit_as(qh, 2 * g + 1, five));
-                }
-                let (s_lo, s_hi) = (
-                    _mm256_set1_epi16(i16::from(sc[2 * g])),
-                    _mm256_set1_epi16(i16::from(sc[2 * g + 1])),
-                );
-                for (r, row) in x.iter().enumerate() {
-                    let k = 8 * b + 2 * g;
-                    let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, kact(row, k)), s_lo);
-                    let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, kact(row, k + 1)), s_hi);
-                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p_lo, p_hi));
-                }
+                k45_group((b, g), k45_values::<Q5>(p, g), &sc, x, &mut sumi);
             }
-            // Σ_j m_j·(Σ q_x over sub-block j), from the 16 sums with each min twice.
-            let mv = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(
-                _mm_loadl_epi64(m.as_ptr().cast()),
-                _mm_loadl_epi64(m.as_ptr().cast()),
-            ));
-            for (r, row) in x.iter().enumerate() {
-                let sums = _mm256_loadu_si256(row.ksums.as_ptr().add(16 * b).cast());
-                let msum = hsum_i32(_mm256_madd_epi16(sums, mv));
-                let dy = *row.kd.get_unchecked(b);
-                k_lanes(
-                    &mut lanes[r],
-                    b,
-                    (d, dmin, dy),
-                    (hsum_i32(sumi[r]), msum),
-                    true,
-                );
+            k45_finish(b, (half(p), half(p.add(2))), &m, x, &sumi, &mut lanes);
+        }
+    }
+    lanes.map(|l| l.total())
+}
+
+/// [`q45k`] on a row unpacked by [`unpack_k45`].
+#[inline(never)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unpacked_k45<const N: usize>(
+    u: &super::scalar::Unpacked,
+    x: &[ActRow<'_>; N],
+) -> [f32; N] {
+    let mut lanes = [Lanes::default(); N];
+    for b in 0..u.d.len() {
+        // SAFETY: `u` holds 256 values per super-block; the rows cover the row (the caller).
+        unsafe {
+            let q = u.q.as_ptr().add(256 * b).cast::<u8>();
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for g in 0..4 {
+                let values = (load(q.add(64 * g)), load(q.add(64 * g + 32)));
+                k45_group((b, g), values, &u.scales[b][..8], x, &mut sumi);
             }
+            k45_finish(b, (u.d[b], u.m[b]), &u.scales[b][8..], x, &sumi, &mut lanes);
         }
     }
     lanes.map(|l| l.total())

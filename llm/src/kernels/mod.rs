@@ -467,6 +467,29 @@ impl Isa {
         unsafe { self.dot_rows_unchecked(ty, w, &x) }
     }
 
+    /// Whether [`Isa::unpack_row`] takes rows of `ty`: the 32-value formats on every set, and
+    /// Q4_K/Q5_K on AVX2.
+    pub fn unpacks(self, ty: WeightType) -> bool {
+        match self {
+            // Q6_K's values and scales are cheap to decode per tile: unpacking it measured no
+            // faster.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 if matches!(ty, WeightType::Q4K | WeightType::Q5K) => true,
+            _ => ty.block_elems() == 32,
+        }
+    }
+
+    /// Unpacks `row`, of a type this set [unpacks](Isa::unpacks), into `out` (see
+    /// [`Unpacked`]); the 32-value formats give the same bytes on every set.
+    pub fn unpack_row(self, ty: WeightType, row: &[u8], out: &mut Unpacked) {
+        match self {
+            // SAFETY: `Avx2` is only chosen when the CPU has AVX2, FMA and F16C.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::unpack_row(ty, row, out) },
+            _ => scalar::unpack_row(ty, row, out),
+        }
+    }
+
     /// `N` dot products of an unpacked weight row (see [`Unpacked`]) with `N` rows; the same
     /// results as [`Isa::dot_rows`] on the packed row.
     ///
@@ -637,10 +660,10 @@ unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo:
         .map(|c| std::array::from_fn(|j| c[j]))
         .collect();
     // Cache blocking: a band of weight rows (a few tens of KB) meets every tile of tokens
-    // while both stay in cache. With many tokens, the 32-value formats are unpacked to bytes
-    // once per row rather than once per tile of four tokens.
+    // while both stay in cache. With many tokens, the 32-value formats (and, on AVX2, Q4_K
+    // and Q5_K) are unpacked to bytes once per row rather than once per tile of four tokens.
     let band = (BAND_BYTES / w.row_bytes().max(1)).max(1);
-    let unpack = n >= UNPACK_FROM && w.ty.block_elems() == 32;
+    let unpack = n >= UNPACK_FROM && isa.unpacks(w.ty);
     let mut unpacked: Vec<Unpacked> = Vec::new();
     let mut r0 = lo;
     while r0 < hi {
@@ -648,7 +671,7 @@ unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo:
         if unpack {
             unpacked.resize_with(r1 - r0, Unpacked::default);
             for (u, r) in unpacked.iter_mut().zip(r0..r1) {
-                scalar::unpack_row(w.ty, w.row(r), u);
+                isa.unpack_row(w.ty, w.row(r), u);
             }
         }
         for (k, tile) in tiles.iter().enumerate() {

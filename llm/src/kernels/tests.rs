@@ -242,6 +242,30 @@ fn every_instruction_set_gives_the_scalar_results_bit_for_bit() {
 }
 
 #[test]
+fn every_instruction_set_unpacks_rows_as_the_scalar_code_does() {
+    let mut rng = Rng::new(6);
+    for isa in Isa::available() {
+        for ty in WeightType::ALL
+            .into_iter()
+            .filter(|t| t.block_elems() == 32)
+        {
+            let cols = 352;
+            let w = random_matrix(ty, 1, cols, &mut rng);
+            let (mut got, mut want) = (Unpacked::default(), Unpacked::default());
+            // A reused buffer of another length must come out the same.
+            got.q = vec![7; 40];
+            isa.unpack_row(ty, &w, &mut got);
+            scalar::unpack_row(ty, &w, &mut want);
+            assert_eq!(got.q, want.q, "{isa:?} {ty:?} values");
+            assert_eq!(got.has_min, want.has_min, "{isa:?} {ty:?}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.d), bits(&want.d), "{isa:?} {ty:?} scales");
+            assert_eq!(bits(&got.m), bits(&want.m), "{isa:?} {ty:?} mins");
+        }
+    }
+}
+
+#[test]
 fn threaded_products_equal_row_by_row_products() {
     let mut rng = Rng::new(5);
     let isa = Isa::detect();
@@ -251,6 +275,8 @@ fn threaded_products_equal_row_by_row_products() {
             WeightType::Q4_1,
             WeightType::Q5_0,
             WeightType::Q8_0,
+            WeightType::Q4K,
+            WeightType::Q5K,
             WeightType::Q6K,
             WeightType::F32,
         ] {
@@ -260,7 +286,8 @@ fn threaded_products_equal_row_by_row_products() {
                 Matrix::from_bytes(ty, ra, cols, random_matrix(ty, ra, cols, &mut rng)).expect("a");
             let wb =
                 Matrix::from_bytes(ty, rb, cols, random_matrix(ty, rb, cols, &mut rng)).expect("b");
-            // From 8 tokens on, the 32-value formats go through unpacked rows.
+            // From 8 tokens on, the 32-value formats (and on AVX2 Q4_K and Q5_K) go through
+            // unpacked rows.
             for tokens in [1, 4, 7, 9, 13] {
                 let mut x = Activations::new(random_values(tokens * cols, &mut rng), tokens, cols);
                 prepare(&wa, &mut x);
