@@ -282,29 +282,55 @@ impl Activations {
     }
 
     /// Makes layout `kind` if it is not there (`cols` must be a multiple of its block).
-    fn quantise(&mut self, kind: formats::ActivationKind) {
+    /// Quantises the rows for `kind`, split by rows over `pool`'s threads when there are
+    /// [enough](QUANTISE_PARALLEL_ROWS) (each row's result is the same either way).
+    fn quantise(&mut self, pool: Option<&Pool>, kind: formats::ActivationKind) {
         if self.has(kind) {
             return;
         }
-        let n = self.rows * self.cols;
+        let (n, c) = (self.rows * self.cols, self.cols);
+        let shares = match pool {
+            Some(p) if self.rows >= QUANTISE_PARALLEL_ROWS => p.threads().min(self.rows),
+            _ => 1,
+        };
+        // Whole rows per share.
+        let rows_per = self.rows.div_ceil(shares).max(1);
         match kind {
             formats::ActivationKind::Float => {}
             formats::ActivationKind::Q8 => {
-                let blocks = n / formats::Q8_BLOCK;
+                let per = c / formats::Q8_BLOCK;
                 let q = self.q8.get_or_insert_with(Q8Rows::default);
                 q.qs.resize(n, 0);
-                q.d.resize(blocks, 0.0);
-                q.s.resize(blocks, 0.0);
-                formats::quantise_q8(&self.values, &mut q.qs, &mut q.d, &mut q.s);
+                q.d.resize(n / formats::Q8_BLOCK, 0.0);
+                q.s.resize(n / formats::Q8_BLOCK, 0.0);
+                let parts = self
+                    .values
+                    .chunks(rows_per * c)
+                    .zip(q.qs.chunks_mut(rows_per * c))
+                    .zip(q.d.chunks_mut(rows_per * per))
+                    .zip(q.s.chunks_mut(rows_per * per))
+                    .map(|(((x, qs), d), s)| (x, qs, d, s));
+                in_parts(pool, parts, &|(x, qs, d, s)| {
+                    formats::quantise_q8(x, qs, d, s)
+                });
                 widen(WIDE, &q.qs, &mut q.wide);
             }
             formats::ActivationKind::Q8K => {
-                let blocks = n / formats::QK_K;
+                let per = c / formats::QK_K;
                 let q = self.q8k.get_or_insert_with(Q8KRows::default);
                 q.qs.resize(n, 0);
-                q.d.resize(blocks, 0.0);
-                q.sums.resize(blocks * 16, 0);
-                formats::quantise_q8k(&self.values, &mut q.qs, &mut q.d, &mut q.sums);
+                q.d.resize(n / formats::QK_K, 0.0);
+                q.sums.resize(n / formats::QK_K * 16, 0);
+                let parts = self
+                    .values
+                    .chunks(rows_per * c)
+                    .zip(q.qs.chunks_mut(rows_per * c))
+                    .zip(q.d.chunks_mut(rows_per * per))
+                    .zip(q.sums.chunks_mut(rows_per * per * 16))
+                    .map(|(((x, qs), d), sums)| (x, qs, d, sums));
+                in_parts(pool, parts, &|(x, qs, d, sums)| {
+                    formats::quantise_q8k(x, qs, d, sums)
+                });
                 widen(WIDE, &q.qs, &mut q.wide);
             }
         }
@@ -582,14 +608,42 @@ pub struct Product<'a> {
 
 /// `out = x · wᵀ` for one matrix (see [`matmul_many`]).
 pub fn matmul(pool: &Pool, isa: Isa, w: &Matrix, x: &mut Activations, out: &mut [f32]) {
-    prepare(w, x);
+    prepare_on(pool, w, x);
     matmul_many(pool, isa, &mut [Product { w, x, out }]);
 }
 
 /// Makes `x` ready for products with `w` (quantises it the way `w`'s type reads it).
 pub fn prepare(w: &Matrix, x: &mut Activations) {
     assert_eq!(w.cols, x.cols, "matrix and activations disagree on width");
-    x.quantise(w.ty.activation());
+    x.quantise(None, w.ty.activation());
+}
+
+/// [`prepare`], the rows split over `pool`'s threads.
+pub fn prepare_on(pool: &Pool, w: &Matrix, x: &mut Activations) {
+    assert_eq!(w.cols, x.cols, "matrix and activations disagree on width");
+    x.quantise(Some(pool), w.ty.activation());
+}
+
+/// From how many rows on [`prepare_on`] splits the quantisation over the threads.
+const QUANTISE_PARALLEL_ROWS: usize = 8;
+
+/// Runs `f` on every part, the parts spread over `pool`'s threads (one part per thread as
+/// `Activations::quantise` cuts them; all on this thread without a pool).
+fn in_parts<P: Send>(pool: Option<&Pool>, parts: impl Iterator<Item = P>, f: &(dyn Fn(P) + Sync)) {
+    let parts: Vec<std::sync::Mutex<Option<P>>> =
+        parts.map(|p| std::sync::Mutex::new(Some(p))).collect();
+    let run = |share: usize, shares: usize| {
+        for part in parts.iter().skip(share).step_by(shares.max(1)) {
+            // A poisoned lock means `f` panicked on this part; the panic is already on its way.
+            if let Some(p) = part.lock().ok().and_then(|mut p| p.take()) {
+                f(p);
+            }
+        }
+    };
+    match pool {
+        Some(pool) if parts.len() > 1 => pool.run(parts.len(), &run),
+        _ => run(0, 1),
+    }
 }
 
 /// Several products in one parallel region, their rows split evenly over the pool's threads

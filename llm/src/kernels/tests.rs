@@ -99,7 +99,7 @@ fn q8_activations_are_within_half_a_step() {
     let mut rng = Rng::new(2);
     let x = random_values(32 * 6, &mut rng);
     let mut act = Activations::new(x.clone(), 2, 96);
-    act.quantise(ActivationKind::Q8);
+    act.quantise(None, ActivationKind::Q8);
     let q = act.q8.as_ref().expect("quantised");
     for (k, block) in x.chunks(32).enumerate() {
         let mut sum = 0i32;
@@ -112,13 +112,13 @@ fn q8_activations_are_within_half_a_step() {
     }
     // An all-zero block quantises to zeros with scale 0 (no division by zero).
     let mut zeros = Activations::new(vec![0.0; 32], 1, 32);
-    zeros.quantise(ActivationKind::Q8);
+    zeros.quantise(None, ActivationKind::Q8);
     let q = zeros.q8.as_ref().expect("quantised");
     assert!(q.qs.iter().all(|&v| v == 0) && q.d[0] == 0.0);
     // The 256-wide layout: same rounding, one scale per 256, exact sums of 16.
     let x = random_values(512, &mut rng);
     let mut act = Activations::new(x.clone(), 1, 512);
-    act.quantise(ActivationKind::Q8K);
+    act.quantise(None, ActivationKind::Q8K);
     let q = act.q8k.as_ref().expect("quantised");
     for (i, &v) in x.iter().enumerate() {
         let back = f32::from(q.qs[i]) * q.d[i / 256];
@@ -140,7 +140,7 @@ fn q8_activations_are_within_half_a_step() {
     let mut odd = vec![1.0f32; 32];
     odd[3] = f32::NAN;
     let mut act = Activations::new(odd, 1, 32);
-    act.quantise(ActivationKind::Q8);
+    act.quantise(None, ActivationKind::Q8);
     assert!(
         act.q8
             .as_ref()
@@ -238,6 +238,36 @@ fn every_instruction_set_gives_the_scalar_results_bit_for_bit() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn quantising_over_threads_gives_the_same_rows() {
+    let mut rng = Rng::new(7);
+    let pool = Pool::new(3);
+    // 13 rows: three parts of five, five and three rows; 3 rows stay on one thread.
+    for rows in [3, 13] {
+        let cols = 512;
+        let x = random_values(rows * cols, &mut rng);
+        let (mut one, mut many) = (
+            Activations::new(x.clone(), rows, cols),
+            Activations::new(x, rows, cols),
+        );
+        for kind in [ActivationKind::Q8, ActivationKind::Q8K] {
+            one.quantise(None, kind);
+            many.quantise(Some(&pool), kind);
+        }
+        let (a, b) = (one.q8.as_ref().expect("q8"), many.q8.as_ref().expect("q8"));
+        assert_eq!((&a.qs, &a.d, &a.s), (&b.qs, &b.d, &b.s), "{rows} rows, Q8");
+        let (a, b) = (
+            one.q8k.as_ref().expect("q8k"),
+            many.q8k.as_ref().expect("q8k"),
+        );
+        assert_eq!(
+            (&a.qs, &a.d, &a.sums),
+            (&b.qs, &b.d, &b.sums),
+            "{rows} rows, Q8K"
+        );
     }
 }
 

@@ -283,28 +283,48 @@ pub(crate) fn rope_frequencies(
         .collect()
 }
 
-fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+fn inverse_rms(x: &[f32], eps: f32) -> f32 {
     let mean = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-    let inv = 1.0 / (mean + eps).sqrt();
+    1.0 / (mean + eps).sqrt()
+}
+
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let inv = inverse_rms(x, eps);
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = v * inv * g;
     }
 }
 
-fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let d = w.len();
-    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        rms_norm(xr, w, eps, or);
+/// From how many rows on the per-row steps between the products (norms, rotary embedding)
+/// are split over the pool's threads; below, a fork-join costs more than it saves.
+const PARALLEL_ROWS: usize = 8;
+
+/// `f(row, values)` for every row of `width` values of `out`, over the pool's threads when
+/// there are [enough rows](PARALLEL_ROWS).
+fn each_row(pool: &Pool, out: &mut [f32], width: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    if out.len() >= PARALLEL_ROWS * width {
+        pool.for_each_chunk(out, width, f);
+    } else {
+        for (r, row) in out.chunks_exact_mut(width).enumerate() {
+            f(r, row);
+        }
     }
 }
 
-fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+fn rms_norm_rows(pool: &Pool, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let d = w.len();
-    let mut tmp = vec![0.0; d];
-    for row in x.chunks_exact_mut(d) {
-        rms_norm(row, w, eps, &mut tmp);
-        row.copy_from_slice(&tmp);
-    }
+    each_row(pool, out, d, &|r, row| {
+        rms_norm(&x[r * d..(r + 1) * d], w, eps, row)
+    });
+}
+
+fn rms_norm_in_place(pool: &Pool, x: &mut [f32], w: &[f32], eps: f32) {
+    each_row(pool, x, w.len(), &|_, row| {
+        let inv = inverse_rms(row, eps);
+        for (v, &g) in row.iter_mut().zip(w) {
+            *v = *v * inv * g;
+        }
+    });
 }
 
 /// `(sin, cos)` of every rotated pair at every row's position, pairs contiguous per row.
@@ -404,6 +424,7 @@ impl Decoder {
         let mut attn = vec![0.0f32; n * qd];
         let mut a = Activations::default();
         let mut o = vec![0.0f32; n * d];
+        let (mut gate, mut up): (Vec<f32>, Vec<f32>) = (Vec::new(), Vec::new());
         let last_rows: Vec<usize> = {
             let mut end = 0;
             seqs.iter()
@@ -422,10 +443,10 @@ impl Decoder {
 
         for (li, layer) in self.layers.iter().enumerate() {
             // Attention.
-            rms_norm_rows(&x, &layer.attn_norm, cfg.rms_eps, &mut normed);
+            rms_norm_rows(pool, &x, &layer.attn_norm, cfg.rms_eps, &mut normed);
             h.set(&normed, n, d);
             for w in [&layer.wq, &layer.wk, &layer.wv] {
-                kernels::prepare(w, &mut h);
+                kernels::prepare_on(pool, w, &mut h);
             }
             kernels::matmul_many(
                 pool,
@@ -460,20 +481,20 @@ impl Decoder {
                 }
             }
             if let Some(w) = &layer.q_norm {
-                rms_norm_in_place(&mut q, w, cfg.rms_eps);
+                rms_norm_in_place(pool, &mut q, w, cfg.rms_eps);
             }
             if let Some(w) = &layer.k_norm {
-                rms_norm_in_place(&mut k, w, cfg.rms_eps);
+                rms_norm_in_place(pool, &mut k, w, cfg.rms_eps);
             }
             if table_freq != Some(&layer.inv_freq) {
                 table = rope_table(&layer.inv_freq, &rows);
                 table_freq = Some(&layer.inv_freq);
             }
             let pairs = layer.inv_freq.len();
-            for r in 0..n {
-                let angles = &table[r * pairs..(r + 1) * pairs];
-                rope(&mut q[r * qd..(r + 1) * qd], hd, cfg.rope_style, angles);
-                rope(&mut k[r * kvd..(r + 1) * kvd], hd, cfg.rope_style, angles);
+            for (buf, width) in [(&mut q, qd), (&mut k, kvd)] {
+                each_row(pool, buf, width, &|r, row| {
+                    rope(row, hd, cfg.rope_style, &table[r * pairs..(r + 1) * pairs]);
+                });
             }
             {
                 let caches: Vec<&Cache> = seqs.iter().map(|s| &*s.cache).collect();
@@ -511,17 +532,25 @@ impl Decoder {
             a.set(&attn[..live * qd], live, qd);
             kernels::matmul(pool, isa, &layer.wo, &mut a, &mut o);
             if let Some(w) = &layer.post_attn_norm {
-                rms_norm_in_place(&mut o[..live * d], w, cfg.rms_eps);
+                rms_norm_in_place(pool, &mut o[..live * d], w, cfg.rms_eps);
             }
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 
             // MLP.
-            rms_norm_rows(&x, &layer.ffn_norm, cfg.rms_eps, &mut normed[..live * d]);
+            rms_norm_rows(
+                pool,
+                &x,
+                &layer.ffn_norm,
+                cfg.rms_eps,
+                &mut normed[..live * d],
+            );
             h.set(&normed[..live * d], live, d);
             let ff = layer.w_gate.rows();
-            let (mut gate, mut up) = (vec![0.0f32; live * ff], vec![0.0f32; live * ff]);
-            kernels::prepare(&layer.w_gate, &mut h);
-            kernels::prepare(&layer.w_up, &mut h);
+            // Every value is written by the products below; the buffers are only resized.
+            gate.resize(live * ff, 0.0);
+            up.resize(live * ff, 0.0);
+            kernels::prepare_on(pool, &layer.w_gate, &mut h);
+            kernels::prepare_on(pool, &layer.w_up, &mut h);
             kernels::matmul_many(
                 pool,
                 isa,
@@ -552,7 +581,7 @@ impl Decoder {
             a.set(&gate, live, ff);
             kernels::matmul(pool, isa, &layer.w_down, &mut a, &mut o);
             if let Some(w) = &layer.post_ffn_norm {
-                rms_norm_in_place(&mut o[..live * d], w, cfg.rms_eps);
+                rms_norm_in_place(pool, &mut o[..live * d], w, cfg.rms_eps);
             }
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
         }
@@ -563,6 +592,7 @@ impl Decoder {
         }
         let m = last_rows.len();
         rms_norm_rows(
+            pool,
             &x[..m * d],
             &self.out_norm,
             cfg.rms_eps,
