@@ -74,6 +74,28 @@ impl Pool {
         chunk: usize,
         f: &(dyn Fn(usize, &mut [f32]) + Sync),
     ) {
+        self.chunks(out, chunk, false, f);
+    }
+
+    /// [`Pool::for_each_chunk`] with the items dealt out in turn (thread `t` of `n` takes items
+    /// `t`, `t + n`, …), for items whose cost grows along `out`: causal attention, where each
+    /// row attends to one more position than the one before.
+    pub fn for_each_chunk_interleaved(
+        &self,
+        out: &mut [f32],
+        chunk: usize,
+        f: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) {
+        self.chunks(out, chunk, true, f);
+    }
+
+    fn chunks(
+        &self,
+        out: &mut [f32],
+        chunk: usize,
+        interleaved: bool,
+        f: &(dyn Fn(usize, &mut [f32]) + Sync),
+    ) {
         if chunk == 0 || out.is_empty() {
             return;
         }
@@ -82,7 +104,12 @@ impl Pool {
         let base = ChunkPtr(out.as_mut_ptr());
         self.run(items, &|share, shares| {
             let (start, end) = crate::kernels::split(items, share, shares);
-            for item in start..end {
+            let mine = if interleaved {
+                (share..items).step_by(shares.max(1))
+            } else {
+                (start..end).step_by(1)
+            };
+            for item in mine {
                 let at = item * chunk;
                 // SAFETY: pieces are disjoint and inside `out`, each belongs to exactly one
                 // share, and the borrow of `out` outlives the region.
@@ -323,15 +350,22 @@ mod tests {
         for threads in [1, 2, 3] {
             let pool = Pool::new(threads);
             // 20 values in pieces of 3: the last piece has 2.
-            let mut out = vec![0.0f32; 20];
-            pool.for_each_chunk(&mut out, 3, &|item, c| {
-                assert!(c.len() == 3 || (item == 6 && c.len() == 2));
-                for v in c.iter_mut() {
-                    *v += item as f32 + 1.0;
+            for interleaved in [false, true] {
+                let mut out = vec![0.0f32; 20];
+                let f = |item: usize, c: &mut [f32]| {
+                    assert!(c.len() == 3 || (item == 6 && c.len() == 2));
+                    for v in c.iter_mut() {
+                        *v += item as f32 + 1.0;
+                    }
+                };
+                if interleaved {
+                    pool.for_each_chunk_interleaved(&mut out, 3, &f);
+                } else {
+                    pool.for_each_chunk(&mut out, 3, &f);
                 }
-            });
-            for (i, v) in out.iter().enumerate() {
-                assert_eq!(*v, (i / 3) as f32 + 1.0);
+                for (i, v) in out.iter().enumerate() {
+                    assert_eq!(*v, (i / 3) as f32 + 1.0, "interleaved: {interleaved}");
+                }
             }
         }
     }

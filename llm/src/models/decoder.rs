@@ -632,7 +632,7 @@ impl Decoder {
         let cfg = &self.cfg;
         let (hd, kvd) = (cfg.head_dim, cfg.kv_dim());
         let group = cfg.n_head / cfg.n_kv_head;
-        pool.for_each_chunk(
+        pool.for_each_chunk_interleaved(
             &mut out[..batch.rows.len() * cfg.q_dim()],
             hd,
             &|item, out| {
