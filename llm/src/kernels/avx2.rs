@@ -40,6 +40,52 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>
     }
 }
 
+/// `out[i]` = row `i` of `rows` (rows of `row_bytes`) times `x`: a run of single-token
+/// products (a decode step's rows) with one dispatch for the run, not one per row, and the
+/// format's loop inlined into the run's (SmolLM2's decode on one thread measured 20% faster
+/// than calling the per-format functions row by row; profiles show a decode's products under
+/// this function's name).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C, and `x` must [cover](ActRow::covers) each row.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_run(
+    ty: WeightType,
+    rows: &[u8],
+    row_bytes: usize,
+    x: &ActRow<'_>,
+    out: &mut [f32],
+) {
+    let cols = row_bytes / ty.block_bytes() * ty.block_elems();
+    debug_assert!(x.covers(ty, cols));
+    let x = std::slice::from_ref(x);
+    let x: &[ActRow<'_>; 1] = x.try_into().expect("one row");
+    macro_rules! each {
+        ($w:ident => $e:expr) => {
+            for (o, $w) in out.iter_mut().zip(rows.chunks_exact(row_bytes.max(1))) {
+                let [d] = $e;
+                *o = d;
+            }
+        };
+    }
+    // SAFETY: the caller's contract, for every row.
+    unsafe {
+        match ty {
+            WeightType::F32 => each!(w => floats::<1, 0>(w, x, cols)),
+            WeightType::F16 => each!(w => floats::<1, 1>(w, x, cols)),
+            WeightType::BF16 => each!(w => floats::<1, 2>(w, x, cols)),
+            WeightType::Q4_0 => each!(w => q32::<Q40, 1>(w, x)),
+            WeightType::Q4_1 => each!(w => q32::<Q41, 1>(w, x)),
+            WeightType::Q5_0 => each!(w => q32::<Q50, 1>(w, x)),
+            WeightType::Q5_1 => each!(w => q32::<Q51, 1>(w, x)),
+            WeightType::Q8_0 => each!(w => q32::<Q80, 1>(w, x)),
+            WeightType::Q4K => each!(w => q45k::<1, false>(w, x)),
+            WeightType::Q5K => each!(w => q45k::<1, true>(w, x)),
+            WeightType::Q6K => each!(w => k6::<1>(w, x)),
+        }
+    }
+}
+
 /// How far ahead of the block being read a single-row product prefetches its weights. (A
 /// decode step streams every weight from memory once; the hardware prefetcher alone leaves a
 /// single core well short of the memory's bandwidth.)
@@ -587,6 +633,14 @@ unsafe fn q5k<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6k<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    // SAFETY: forwarded from `dot_rows`.
+    unsafe { k6::<N>(w, x) }
+}
+
+/// The loop of [`q6k`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k6<const N: usize>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
     let low4 = _mm256_set1_epi8(0xF);
     let two = _mm256_set1_epi8(3);
     let mut lanes = [Lanes::default(); N];

@@ -163,6 +163,13 @@ impl Matrix {
         self.ty.row_bytes(self.cols)
     }
 
+    /// The raw blocks of rows `range`, contiguous.
+    fn rows_bytes(&self, range: std::ops::Range<usize>) -> &[u8] {
+        let len = self.row_bytes();
+        let start = self.offset + range.start * len;
+        &self.storage.bytes()[start..self.offset + range.end * len]
+    }
+
     /// The raw blocks of row `r`.
     pub fn row(&self, r: usize) -> &[u8] {
         let len = self.row_bytes();
@@ -538,6 +545,35 @@ impl Isa {
         }
     }
 
+    /// `out[i]` = row `i` of `rows` (rows of `row_bytes`) times `x`, with one dispatch for
+    /// the run.
+    ///
+    /// # Safety
+    /// `x` must [cover](ActRow::covers) each row's columns in `ty`'s layout.
+    #[inline]
+    unsafe fn dot_run_unchecked(
+        self,
+        ty: WeightType,
+        rows: &[u8],
+        row_bytes: usize,
+        x: &ActRow<'_>,
+        out: &mut [f32],
+    ) {
+        match self {
+            // SAFETY: as in `dot_rows_unchecked`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::dot_run(ty, rows, row_bytes, x, out) },
+            _ => {
+                let one = std::array::from_ref(x);
+                for (o, w) in out.iter_mut().zip(rows.chunks_exact(row_bytes.max(1))) {
+                    // SAFETY: the caller's contract.
+                    let [d] = unsafe { self.dot_rows_unchecked::<1>(ty, w, one) };
+                    *o = d;
+                }
+            }
+        }
+    }
+
     /// # Safety
     /// Every row of `x` must [cover](ActRow::covers) `w`'s columns in `ty`'s layout.
     #[inline]
@@ -745,6 +781,16 @@ unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo:
             }
         }
         for (t, act) in acts.iter().enumerate().skip(TILE * tiles.len()) {
+            if n == 1 && !unpack {
+                // A decode step: the band's rows in one run, written straight to `out`.
+                // SAFETY: the row covers `w` (checked above); `out` holds `stride` values
+                // and `r0..r1` lies inside it.
+                unsafe {
+                    let run = std::slice::from_raw_parts_mut(out.add(r0), r1 - r0);
+                    isa.dot_run_unchecked(w.ty, w.rows_bytes(r0..r1), w.row_bytes(), act, run);
+                }
+                continue;
+            }
             let one = std::array::from_ref(act);
             for (i, r) in (r0..r1).enumerate() {
                 // SAFETY: as above.
