@@ -10,7 +10,7 @@
 
 use super::ActRow;
 use super::formats::{WeightType, scales_mins_k4};
-use super::scalar::{Lanes, k_lanes, two_sets};
+use super::scalar::{Lanes, each_row, k_lanes, two_sets};
 use std::arch::x86_64::*;
 
 /// `N` dot products of one weight row with `N` activation rows.
@@ -60,28 +60,20 @@ pub unsafe fn dot_run(
     debug_assert!(x.covers(ty, cols));
     let x = std::slice::from_ref(x);
     let x: &[ActRow<'_>; 1] = x.try_into().expect("one row");
-    macro_rules! each {
-        ($w:ident => $e:expr) => {
-            for (o, $w) in out.iter_mut().zip(rows.chunks_exact(row_bytes.max(1))) {
-                let [d] = $e;
-                *o = d;
-            }
-        };
-    }
     // SAFETY: the caller's contract, for every row.
     unsafe {
         match ty {
-            WeightType::F32 => each!(w => floats::<1, 0>(w, x, cols)),
-            WeightType::F16 => each!(w => floats::<1, 1>(w, x, cols)),
-            WeightType::BF16 => each!(w => floats::<1, 2>(w, x, cols)),
-            WeightType::Q4_0 => each!(w => q32::<Q40, 1>(w, x)),
-            WeightType::Q4_1 => each!(w => q32::<Q41, 1>(w, x)),
-            WeightType::Q5_0 => each!(w => q32::<Q50, 1>(w, x)),
-            WeightType::Q5_1 => each!(w => q32::<Q51, 1>(w, x)),
-            WeightType::Q8_0 => each!(w => q32::<Q80, 1>(w, x)),
-            WeightType::Q4K => each!(w => q45k::<1, false>(w, x)),
-            WeightType::Q5K => each!(w => q45k::<1, true>(w, x)),
-            WeightType::Q6K => each!(w => k6::<1>(w, x)),
+            WeightType::F32 => each_row!(rows, row_bytes, out, |w| floats::<1, 0>(w, x, cols)),
+            WeightType::F16 => each_row!(rows, row_bytes, out, |w| floats::<1, 1>(w, x, cols)),
+            WeightType::BF16 => each_row!(rows, row_bytes, out, |w| floats::<1, 2>(w, x, cols)),
+            WeightType::Q4_0 => each_row!(rows, row_bytes, out, |w| q32::<Q40, 1>(w, x)),
+            WeightType::Q4_1 => each_row!(rows, row_bytes, out, |w| q32::<Q41, 1>(w, x)),
+            WeightType::Q5_0 => each_row!(rows, row_bytes, out, |w| q32::<Q50, 1>(w, x)),
+            WeightType::Q5_1 => each_row!(rows, row_bytes, out, |w| q32::<Q51, 1>(w, x)),
+            WeightType::Q8_0 => each_row!(rows, row_bytes, out, |w| q32::<Q80, 1>(w, x)),
+            WeightType::Q4K => each_row!(rows, row_bytes, out, |w| q45k::<1, false>(w, x)),
+            WeightType::Q5K => each_row!(rows, row_bytes, out, |w| q45k::<1, true>(w, x)),
+            WeightType::Q6K => each_row!(rows, row_bytes, out, |w| k6::<1>(w, x)),
         }
     }
 }

@@ -563,13 +563,18 @@ impl Isa {
             // SAFETY: as in `dot_rows_unchecked`.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::dot_run(ty, rows, row_bytes, x, out) },
-            _ => {
-                let one = std::array::from_ref(x);
-                for (o, w) in out.iter_mut().zip(rows.chunks_exact(row_bytes.max(1))) {
-                    // SAFETY: the caller's contract.
-                    let [d] = unsafe { self.dot_rows_unchecked::<1>(ty, w, one) };
-                    *o = d;
-                }
+            // SAFETY: as in `dot_rows_unchecked`; relaxed SIMD is part of a build with the
+            // feature (see `simd128_dot_rows`).
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => unsafe {
+                #[cfg(feature = "relaxed-simd")]
+                relaxed::dot_run(ty, rows, row_bytes, x, out);
+                #[cfg(not(feature = "relaxed-simd"))]
+                simd128::dot_run(ty, rows, row_bytes, x, out);
+            },
+            Isa::Scalar => {
+                let x = std::array::from_ref(x);
+                scalar::each_row!(rows, row_bytes, out, |w| scalar::dot_rows::<1>(ty, w, x));
             }
         }
     }

@@ -17,7 +17,7 @@
 
 use super::ActRow;
 use super::formats::{WeightType, f16_at, scales_mins_k4};
-use super::scalar::{Lanes, Set, k_lanes, two_sets};
+use super::scalar::{Lanes, Set, each_row, k_lanes, two_sets};
 use super::simd128::{five_bits, hsum_i32, k6_values, k45_mins, k45_values, load16};
 use core::arch::wasm32::*;
 
@@ -33,6 +33,24 @@ fn quads(w: v128, x: v128, acc: v128) -> v128 {
 #[inline(always)]
 fn scaled_quads(w: v128, x: v128, scale: v128) -> v128 {
     i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(x, w), scale)
+}
+
+/// `out[i]` = row `i` of `rows` (rows of `row_bytes`) times `x`: a decode step's rows in one
+/// call.
+///
+/// # Safety
+/// As [`dot_rows`], for every row.
+#[target_feature(enable = "relaxed-simd")]
+pub unsafe fn dot_run(
+    ty: WeightType,
+    rows: &[u8],
+    row_bytes: usize,
+    x: &ActRow<'_>,
+    out: &mut [f32],
+) {
+    let x = core::array::from_ref(x);
+    // SAFETY: the caller's contract, for every row.
+    each_row!(rows, row_bytes, out, |w| unsafe { dot_rows::<1>(ty, w, x) });
 }
 
 /// # Safety

@@ -124,6 +124,19 @@ macro_rules! two_sets {
 }
 pub(crate) use two_sets;
 
+/// The loop of each set's `dot_run`: `out[i] = $e` with `$w` row `i` of `$rows` (rows of
+/// `$row_bytes` bytes) and `$e` giving `[f32; 1]`, inside the caller's target features, so
+/// that the format's kernel inlines into the run instead of being called row by row.
+macro_rules! each_row {
+    ($rows:expr, $row_bytes:expr, $out:expr, |$w:ident| $e:expr) => {
+        for (o, $w) in $out.iter_mut().zip($rows.chunks_exact(($row_bytes).max(1))) {
+            let [d] = $e;
+            *o = d;
+        }
+    };
+}
+pub(crate) use each_row;
+
 /// An unpacked row of a 32-value format against `N` rows, in the canonical order.
 pub fn dot_unpacked<const N: usize>(u: &Unpacked, x: &[ActRow<'_>; N]) -> [f32; N] {
     debug_assert!(u.k_type.is_none(), "only the AVX2 set unpacks K-quant rows");

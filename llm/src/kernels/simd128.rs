@@ -10,7 +10,7 @@
 
 use super::ActRow;
 use super::formats::{WeightType, f16_at, scales_mins_k4};
-use super::scalar::{Lanes, Set, k_lanes, two_sets};
+use super::scalar::{Lanes, Set, each_row, k_lanes, two_sets};
 use core::arch::wasm32::*;
 
 /// One block of 32 weights widened to i16 (`a`: elements 0..16, `b`: 16..32), with the float
@@ -58,6 +58,23 @@ impl Wide {
     pub(super) fn quads(self, x: Wide) -> v128 {
         i32x4_add(i32x4_dot_i16x8(self.0, x.0), i32x4_dot_i16x8(self.1, x.1))
     }
+}
+
+/// `out[i]` = row `i` of `rows` (rows of `row_bytes`) times `x`: a decode step's rows in one
+/// call.
+///
+/// # Safety
+/// As [`dot_rows`], for every row.
+pub unsafe fn dot_run(
+    ty: WeightType,
+    rows: &[u8],
+    row_bytes: usize,
+    x: &ActRow<'_>,
+    out: &mut [f32],
+) {
+    let x = core::array::from_ref(x);
+    // SAFETY: the caller's contract, for every row.
+    each_row!(rows, row_bytes, out, |w| unsafe { dot_rows::<1>(ty, w, x) });
 }
 
 /// # Safety
