@@ -58,8 +58,7 @@ pub unsafe fn dot_run(
 ) {
     let cols = row_bytes / ty.block_bytes() * ty.block_elems();
     debug_assert!(x.covers(ty, cols));
-    let x = std::slice::from_ref(x);
-    let x: &[ActRow<'_>; 1] = x.try_into().expect("one row");
+    let x = std::array::from_ref(x);
     // SAFETY: the caller's contract, for every row.
     unsafe {
         match ty {
@@ -296,7 +295,7 @@ unsafe fn unpack_blocks<F: Block32>(row: &[u8], out: &mut super::scalar::Unpacke
     out.d.resize(blocks, 0.0);
     out.m.resize(blocks, 0.0);
     out.has_min = !F::SIGNED;
-    out.k_type = None;
+    out.k_quant = false;
     for (b, block) in row.chunks_exact(F::BYTES).enumerate() {
         let p = block.as_ptr();
         // SAFETY: `block` is one whole block, and `out.q` holds 32 bytes for each.
@@ -320,7 +319,7 @@ unsafe fn unpack_k45<const Q5: bool>(row: &[u8], out: &mut super::scalar::Unpack
     out.m.resize(blocks, 0.0);
     out.scales.resize(blocks, [0; 16]);
     out.has_min = true;
-    out.k_type = Some(if Q5 { WeightType::Q5K } else { WeightType::Q4K });
+    out.k_quant = true;
     for (b, block) in row.chunks_exact(bytes).enumerate() {
         let p = block.as_ptr();
         let (sc, m) = scales_mins_k4(&block[4..16]);
@@ -352,7 +351,7 @@ pub unsafe fn dot_unpacked<const N: usize>(
 ) -> [f32; N] {
     // SAFETY: forwarded.
     unsafe {
-        if u.k_type.is_some() {
+        if u.k_quant {
             unpacked_k45(u, x)
         } else if u.has_min {
             unpacked::<N, false>(u, x)

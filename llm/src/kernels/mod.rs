@@ -786,12 +786,13 @@ unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo:
             }
         }
         for (t, act) in acts.iter().enumerate().skip(TILE * tiles.len()) {
-            if n == 1 && !unpack {
-                // A decode step: the band's rows in one run, written straight to `out`.
-                // SAFETY: the row covers `w` (checked above); `out` holds `stride` values
-                // and `r0..r1` lies inside it.
+            if !unpack {
+                // The band's rows in one run (a decode step is one such token), written
+                // straight to this token's outputs.
+                // SAFETY: the row covers `w` (checked above); `out` holds `n · stride`
+                // values, and token `t`'s rows `r0..r1` lie inside them.
                 unsafe {
-                    let run = std::slice::from_raw_parts_mut(out.add(r0), r1 - r0);
+                    let run = std::slice::from_raw_parts_mut(out.add(t * stride + r0), r1 - r0);
                     isa.dot_run_unchecked(w.ty, w.rows_bytes(r0..r1), w.row_bytes(), act, run);
                 }
                 continue;
@@ -800,11 +801,7 @@ unsafe fn rows_product(isa: Isa, w: &Matrix, x: &Activations, out: *mut f32, lo:
             for (i, r) in (r0..r1).enumerate() {
                 // SAFETY: as above.
                 unsafe {
-                    let [d] = if unpack {
-                        isa.dot_unpacked_unchecked::<1>(&unpacked[i], one)
-                    } else {
-                        isa.dot_rows_unchecked::<1>(w.ty, w.row(r), one)
-                    };
+                    let [d] = isa.dot_unpacked_unchecked::<1>(&unpacked[i], one);
                     *out.add(t * stride + r) = d;
                 }
             }

@@ -139,7 +139,7 @@ pub(crate) use each_row;
 
 /// An unpacked row of a 32-value format against `N` rows, in the canonical order.
 pub fn dot_unpacked<const N: usize>(u: &Unpacked, x: &[ActRow<'_>; N]) -> [f32; N] {
-    debug_assert!(u.k_type.is_none(), "only the AVX2 set unpacks K-quant rows");
+    debug_assert!(!u.k_quant, "only the AVX2 set unpacks K-quant rows");
     two_sets!(
         N,
         u.d.len(),
@@ -176,10 +176,10 @@ pub struct Unpacked {
     pub m: Vec<f32>,
     /// Values are unsigned with a min (Q4_1, Q5_1), else signed.
     pub has_min: bool,
-    /// For Q4_K/Q5_K rows (only the AVX2 set unpacks those, see `Isa::unpacks`), their type:
-    /// `q` then holds each super-block's 256 values (0..32), `d` and `m` its d and dmin, and
-    /// `scales` its eight sub-block scales then its eight mins.
-    pub k_type: Option<WeightType>,
+    /// A Q4_K/Q5_K row (only the AVX2 set unpacks those, see `Isa::unpacks`): `q` then holds
+    /// each super-block's 256 values (0..32), `d` and `m` its d and dmin, and `scales` its
+    /// eight sub-block scales then its eight mins.
+    pub k_quant: bool,
     pub scales: Vec<[u8; 16]>,
 }
 
@@ -190,7 +190,7 @@ pub fn unpack_row(ty: WeightType, row: &[u8], out: &mut Unpacked) {
     out.d.resize(blocks, 0.0);
     out.m.resize(blocks, 0.0);
     out.has_min = matches!(ty, WeightType::Q4_1 | WeightType::Q5_1);
-    out.k_type = None;
+    out.k_quant = false;
     let mut blk = Block {
         q: [0; 32],
         d: 0.0,

@@ -301,7 +301,12 @@ const PARALLEL_ROWS: usize = 8;
 
 /// `f(row, values)` for every row of `width` values of `out`, over the pool's threads when
 /// there are [enough rows](PARALLEL_ROWS).
-fn each_row(pool: &Pool, out: &mut [f32], width: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+fn for_each_row(
+    pool: &Pool,
+    out: &mut [f32],
+    width: usize,
+    f: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
     if out.len() >= PARALLEL_ROWS * width {
         pool.for_each_chunk(out, width, f);
     } else {
@@ -313,13 +318,13 @@ fn each_row(pool: &Pool, out: &mut [f32], width: usize, f: &(dyn Fn(usize, &mut 
 
 fn rms_norm_rows(pool: &Pool, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let d = w.len();
-    each_row(pool, out, d, &|r, row| {
+    for_each_row(pool, out, d, &|r, row| {
         rms_norm(&x[r * d..(r + 1) * d], w, eps, row)
     });
 }
 
 fn rms_norm_in_place(pool: &Pool, x: &mut [f32], w: &[f32], eps: f32) {
-    each_row(pool, x, w.len(), &|_, row| {
+    for_each_row(pool, x, w.len(), &|_, row| {
         let inv = inverse_rms(row, eps);
         for (v, &g) in row.iter_mut().zip(w) {
             *v = *v * inv * g;
@@ -492,7 +497,7 @@ impl Decoder {
             }
             let pairs = layer.inv_freq.len();
             for (buf, width) in [(&mut q, qd), (&mut k, kvd)] {
-                each_row(pool, buf, width, &|r, row| {
+                for_each_row(pool, buf, width, &|r, row| {
                     rope(row, hd, cfg.rope_style, &table[r * pairs..(r + 1) * pairs]);
                 });
             }
