@@ -4,7 +4,7 @@
 //!
 //! The `llm` tests of the relaxed-SIMD build run here, on the engine the edge component runs on
 //! (Node.js 20, which runs the other WebAssembly tests, predates relaxed SIMD's final form).
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::bindings::sync::Command;
@@ -32,7 +32,20 @@ fn main() -> Result<()> {
     let mut config = Config::new();
     // Relaxed SIMD is on by default; spelled out because the kernels under test rely on it.
     config.wasm_component_model(true).wasm_relaxed_simd(true);
+    // `WASI_RUN_PERFMAP=1`: write /tmp/perf-PID.map, so that `perf report` names the guest's
+    // functions (how the wasm kernels are profiled).
+    if std::env::var_os("WASI_RUN_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let engine = host(Engine::new(&config), "configuring wasmtime")?;
+    // `WASI_RUN_PRECOMPILE=FILE`: write the compiled component (an ELF file: `objdump -d`
+    // shows the machine code Cranelift made of the kernels) instead of running it.
+    if let Some(out) = std::env::var_os("WASI_RUN_PRECOMPILE") {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {path}"))?;
+        let compiled = host(engine.precompile_component(&bytes), "compiling")?;
+        std::fs::write(&out, compiled).context("writing the compiled component")?;
+        return Ok(());
+    }
     let component = host(
         Component::from_file(&engine, &path),
         &format!("loading {path}"),
