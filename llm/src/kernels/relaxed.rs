@@ -18,7 +18,9 @@
 use super::ActRow;
 use super::formats::{WeightType, f16_at, scales_mins_k4};
 use super::scalar::{Lanes, Set, each_row, k_lanes, two_sets};
-use super::simd128::{five_bits, hsum_i32, k6_values, k45_mins, k45_values, load16};
+use super::simd128::{
+    Halves, five_bits, half, halves, hsum_i32, k6_values, k45_mins, k45_values, load16,
+};
 use core::arch::wasm32::*;
 
 /// The 16 products of the activations `x` (signed) with the weights `w` (0..=127) summed in
@@ -48,9 +50,20 @@ pub unsafe fn dot_run(
     x: &ActRow<'_>,
     out: &mut [f32],
 ) {
-    let x = core::array::from_ref(x);
-    // SAFETY: the caller's contract, for every row.
-    each_row!(rows, row_bytes, out, |w| unsafe { dot_rows::<1>(ty, w, x) });
+    let cols = row_bytes / ty.block_bytes() * ty.block_elems();
+    debug_assert!(x.covers(ty, cols));
+    let one = core::array::from_ref(x);
+    // One loop per format, the format's kernel inlined into it (see `simd128::dot_run`).
+    match ty {
+        WeightType::Q4_1 => each_row!(rows, row_bytes, out, |w| blocks::<1, Q41>(w, one)),
+        WeightType::Q5_1 => each_row!(rows, row_bytes, out, |w| blocks::<1, Q51>(w, one)),
+        WeightType::Q4K => each_row!(rows, row_bytes, out, |w| k45::<1, false>(w, one)),
+        WeightType::Q5K => each_row!(rows, row_bytes, out, |w| k45::<1, true>(w, one)),
+        WeightType::Q6K => each_row!(rows, row_bytes, out, |w| k6::<1>(w, one)),
+        // The signed formats and the floats keep the simd128 kernels (see the module's doc).
+        // SAFETY: the caller's contract.
+        _ => unsafe { super::simd128::dot_run(ty, rows, row_bytes, x, out) },
+    }
 }
 
 /// # Safety
@@ -78,7 +91,8 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>
 /// with its scale and min.
 trait Block32 {
     const BYTES: usize;
-    fn unpack(b: &[u8]) -> (v128, v128, f32, f32);
+    /// Block `b`, its halves read through `t`.
+    fn unpack(b: &[u8], t: &Halves) -> (v128, v128, f32, f32);
 }
 
 struct Q41;
@@ -87,13 +101,13 @@ struct Q51;
 impl Block32 for Q41 {
     const BYTES: usize = 20;
     #[inline(always)]
-    fn unpack(b: &[u8]) -> (v128, v128, f32, f32) {
+    fn unpack(b: &[u8], t: &Halves) -> (v128, v128, f32, f32) {
         let v = load16(b, 4);
         (
             v128_and(v, u8x16_splat(0xF)),
             u8x16_shr(v, 4),
-            f16_at(b, 0),
-            f16_at(b, 2),
+            half(t, b, 0),
+            half(t, b, 2),
         )
     }
 }
@@ -101,9 +115,9 @@ impl Block32 for Q41 {
 impl Block32 for Q51 {
     const BYTES: usize = 24;
     #[inline(always)]
-    fn unpack(b: &[u8]) -> (v128, v128, f32, f32) {
+    fn unpack(b: &[u8], t: &Halves) -> (v128, v128, f32, f32) {
         let (lo, hi) = five_bits(b, 4);
-        (lo, hi, f16_at(b, 0), f16_at(b, 2))
+        (lo, hi, half(t, b, 0), half(t, b, 2))
     }
 }
 
@@ -245,13 +259,14 @@ pub unsafe fn dot_unpacked<const N: usize>(
 /// into the set of lanes of its parity, kept as two f32x4 halves.
 #[inline(always)]
 fn blocks<const N: usize, F: Block32>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    let t = halves();
     let zero = f32x4_splat(0.0);
     two_sets!(
         N,
         w.len() / F::BYTES,
         (zero, zero),
         |k, set| {
-            let (a, b, scale, min) = F::unpack(&w[F::BYTES * k..F::BYTES * (k + 1)]);
+            let (a, b, scale, min) = F::unpack(&w[F::BYTES * k..F::BYTES * (k + 1)], t);
             add_block((a, b), (scale, min), k, x, set)
         },
         finish

@@ -72,9 +72,24 @@ pub unsafe fn dot_run(
     x: &ActRow<'_>,
     out: &mut [f32],
 ) {
+    let cols = row_bytes / ty.block_bytes() * ty.block_elems();
+    debug_assert!(x.covers(ty, cols));
     let x = core::array::from_ref(x);
-    // SAFETY: the caller's contract, for every row.
-    each_row!(rows, row_bytes, out, |w| unsafe { dot_rows::<1>(ty, w, x) });
+    // One loop per format, the format's kernel inlined into it (a `match` per row kept the
+    // kernel a call).
+    match ty {
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 => {
+            each_row!(rows, row_bytes, out, |w| super::scalar::dot_rows(ty, w, x))
+        }
+        WeightType::Q4_0 => each_row!(rows, row_bytes, out, |w| blocks::<1, Q40>(w, x)),
+        WeightType::Q4_1 => each_row!(rows, row_bytes, out, |w| blocks::<1, Q41>(w, x)),
+        WeightType::Q5_0 => each_row!(rows, row_bytes, out, |w| blocks::<1, Q50>(w, x)),
+        WeightType::Q5_1 => each_row!(rows, row_bytes, out, |w| blocks::<1, Q51>(w, x)),
+        WeightType::Q8_0 => each_row!(rows, row_bytes, out, |w| blocks::<1, Q80>(w, x)),
+        WeightType::Q4K => each_row!(rows, row_bytes, out, |w| k45::<1, false>(w, x)),
+        WeightType::Q5K => each_row!(rows, row_bytes, out, |w| k45::<1, true>(w, x)),
+        WeightType::Q6K => each_row!(rows, row_bytes, out, |w| k6::<1>(w, x)),
+    }
 }
 
 /// # Safety
@@ -101,7 +116,34 @@ pub unsafe fn dot_rows<const N: usize>(ty: WeightType, w: &[u8], x: &[ActRow<'_>
 trait Block32 {
     const BYTES: usize;
     const HAS_MIN: bool;
-    fn unpack(b: &[u8]) -> Sub;
+    /// Block `b`, its halves read through `t` ([`halves`]).
+    fn unpack(b: &[u8], t: &Halves) -> Sub;
+}
+
+/// Every half's value as [`f16_at`] converts it, indexed by its bits.
+pub(super) type Halves = [f32; 1 << 16];
+
+/// The table of every half's value, built on first use. wasm has no conversion instruction,
+/// and converting each block's scale and min was a quarter of a single-token Q4_1 product's
+/// time (`llm/examples/kbench`); a lookup is one load, and a model's scales take few distinct
+/// values, so the entries it reads stay in cache.
+pub(super) fn halves() -> &'static Halves {
+    static TABLE: std::sync::OnceLock<Box<Halves>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let table: Vec<f32> = (0..=u16::MAX)
+            .map(|h| f16_at(&h.to_le_bytes(), 0))
+            .collect();
+        match table.into_boxed_slice().try_into() {
+            Ok(t) => t,
+            Err(_) => unreachable!("one value for each of the 65536 halves"),
+        }
+    })
+}
+
+/// The half at `b[at..at + 2]`, through the table.
+#[inline(always)]
+pub(super) fn half(t: &Halves, b: &[u8], at: usize) -> f32 {
+    t[usize::from(u16::from_le_bytes([b[at], b[at + 1]]))]
 }
 
 struct Q40;
@@ -114,12 +156,12 @@ impl Block32 for Q40 {
     const BYTES: usize = 18;
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack(b: &[u8]) -> Sub {
+    fn unpack(b: &[u8], t: &Halves) -> Sub {
         let (a, b2) = wide_nibbles(load16(b, 2), 8);
         Sub {
             a,
             b: b2,
-            scale: f16_at(b, 0),
+            scale: half(t, b, 0),
             min: 0.0,
         }
     }
@@ -129,13 +171,13 @@ impl Block32 for Q41 {
     const BYTES: usize = 20;
     const HAS_MIN: bool = true;
     #[inline(always)]
-    fn unpack(b: &[u8]) -> Sub {
+    fn unpack(b: &[u8], t: &Halves) -> Sub {
         let (a, b2) = wide_nibbles(load16(b, 4), 0);
         Sub {
             a,
             b: b2,
-            scale: f16_at(b, 0),
-            min: f16_at(b, 2),
+            scale: half(t, b, 0),
+            min: half(t, b, 2),
         }
     }
 }
@@ -144,13 +186,13 @@ impl Block32 for Q50 {
     const BYTES: usize = 22;
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack(b: &[u8]) -> Sub {
+    fn unpack(b: &[u8], t: &Halves) -> Sub {
         let (a, bb) = five_bits(b, 2);
         let sixteen = i8x16_splat(16);
         Sub::plain(
             i8x16_sub(a, sixteen),
             i8x16_sub(bb, sixteen),
-            f16_at(b, 0),
+            half(t, b, 0),
             0.0,
         )
     }
@@ -160,9 +202,9 @@ impl Block32 for Q51 {
     const BYTES: usize = 24;
     const HAS_MIN: bool = true;
     #[inline(always)]
-    fn unpack(b: &[u8]) -> Sub {
+    fn unpack(b: &[u8], t: &Halves) -> Sub {
         let (a, bb) = five_bits(b, 4);
-        Sub::plain(a, bb, f16_at(b, 0), f16_at(b, 2))
+        Sub::plain(a, bb, half(t, b, 0), half(t, b, 2))
     }
 }
 
@@ -170,8 +212,8 @@ impl Block32 for Q80 {
     const BYTES: usize = 34;
     const HAS_MIN: bool = false;
     #[inline(always)]
-    fn unpack(b: &[u8]) -> Sub {
-        Sub::plain(load16(b, 2), load16(b, 18), f16_at(b, 0), 0.0)
+    fn unpack(b: &[u8], t: &Halves) -> Sub {
+        Sub::plain(load16(b, 2), load16(b, 18), half(t, b, 0), 0.0)
     }
 }
 
@@ -418,13 +460,14 @@ pub unsafe fn dot_unpacked<const N: usize>(
 /// lanes of its parity, kept as two f32x4 halves.
 #[inline(always)]
 fn blocks<const N: usize, F: Block32>(w: &[u8], x: &[ActRow<'_>; N]) -> [f32; N] {
+    let t = halves();
     let zero = f32x4_splat(0.0);
     two_sets!(
         N,
         w.len() / F::BYTES,
         (zero, zero),
         |k, set| {
-            let sub = F::unpack(&w[F::BYTES * k..F::BYTES * (k + 1)]);
+            let sub = F::unpack(&w[F::BYTES * k..F::BYTES * (k + 1)], t);
             add_block(&sub, k, x, F::HAS_MIN, set)
         },
         finish

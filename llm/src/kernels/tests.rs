@@ -419,3 +419,14 @@ fn halves_convert_as_the_half_crate_does() {
         assert_eq!(ours.to_bits(), theirs.to_bits(), "half {h:#06x}");
     }
 }
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[test]
+fn the_table_of_halves_converts_as_the_scalar_code_does() {
+    let t = simd128::halves();
+    for h in 0..=u16::MAX {
+        let b = h.to_le_bytes();
+        let (got, want) = (simd128::half(t, &b, 0), formats::f16_at(&b, 0));
+        assert_eq!(got.to_bits(), want.to_bits(), "half {h:#06x}");
+    }
+}
