@@ -17,7 +17,7 @@
 
 use super::ActRow;
 use super::formats::{WeightType, f16_at, scales_mins_k4};
-use super::scalar::{Lanes, Set, each_row, k_lanes, two_sets};
+use super::scalar::{Lanes, Set, each_row, each_row_pair, k_lanes, two_sets, two_sets_of_rows};
 use super::simd128::{
     Halves, five_bits, half, halves, hsum_i32, k6_values, k45_mins, k45_values, load16,
 };
@@ -55,8 +55,8 @@ pub unsafe fn dot_run(
     let one = core::array::from_ref(x);
     // One loop per format, the format's kernel inlined into it (see `simd128::dot_run`).
     match ty {
-        WeightType::Q4_1 => each_row!(rows, row_bytes, out, |w| blocks::<1, Q41>(w, one)),
-        WeightType::Q5_1 => each_row!(rows, row_bytes, out, |w| blocks::<1, Q51>(w, one)),
+        WeightType::Q4_1 => row_pairs::<Q41>(rows, row_bytes, one, out),
+        WeightType::Q5_1 => row_pairs::<Q51>(rows, row_bytes, one, out),
         WeightType::Q4K => each_row!(rows, row_bytes, out, |w| k45::<1, false>(w, one)),
         WeightType::Q5K => each_row!(rows, row_bytes, out, |w| k45::<1, true>(w, one)),
         WeightType::Q6K => each_row!(rows, row_bytes, out, |w| k6::<1>(w, one)),
@@ -251,6 +251,32 @@ pub unsafe fn dot_unpacked<const N: usize>(
             add_block((a, b), (u.d[k], u.m[k]), k, x, set);
         },
         finish
+    )
+}
+
+/// A decode step's rows two at a time, their blocks interleaved (see `simd128::row_pairs`).
+#[inline(always)]
+fn row_pairs<F: Block32>(rows: &[u8], row_bytes: usize, x: &[ActRow<'_>; 1], out: &mut [f32]) {
+    let t = halves();
+    let zero = f32x4_splat(0.0);
+    each_row_pair!(
+        rows,
+        row_bytes,
+        out,
+        |w0, w1| {
+            let w = [w0, w1];
+            two_sets_of_rows!(
+                2,
+                w0.len() / F::BYTES,
+                (zero, zero),
+                |r, k, set| {
+                    let (a, b, scale, min) = F::unpack(&w[r][F::BYTES * k..F::BYTES * (k + 1)], t);
+                    add_block((a, b), (scale, min), k, x, set)
+                },
+                finish
+            )
+        },
+        |w| blocks::<1, F>(w, x)
     )
 }
 

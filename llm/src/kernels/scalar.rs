@@ -124,6 +124,74 @@ macro_rules! two_sets {
 }
 pub(crate) use two_sets;
 
+/// [`two_sets!`] for `R` weight rows against one activation row: the rows' blocks
+/// interleaved (block `b` of every row, then block `b + 1` of every row), each row summed in
+/// its own pair of sets, so each row's result is bit for bit its result alone.
+/// `two_sets_of_rows!(R, nb, zero, |r, b, set| body, finish)` gives `[f32; R]`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+macro_rules! two_sets_of_rows {
+    ($r:expr, $nb:expr, $zero:expr, |$row:ident, $b:ident, $set:pat_param| $body:expr, $finish:expr) => {{
+        let nb: usize = $nb;
+        let zero = $zero;
+        let mut even: [$crate::kernels::scalar::Set<_, 1>; $r] = [([zero; 1], [0.0; 1]); $r];
+        let mut odd: [$crate::kernels::scalar::Set<_, 1>; $r] = [([zero; 1], [0.0; 1]); $r];
+        let mut next = 0;
+        while next + 1 < nb {
+            for $row in 0..$r {
+                {
+                    let ($b, $set) = (next, &mut even[$row]);
+                    $body;
+                }
+                {
+                    let ($b, $set) = (next + 1, &mut odd[$row]);
+                    $body;
+                }
+            }
+            next += 2;
+        }
+        if next < nb {
+            for $row in 0..$r {
+                let ($b, $set) = (next, &mut even[$row]);
+                $body;
+            }
+        }
+        let finish = $finish;
+        let out: [f32; $r] = ::std::array::from_fn(|r| {
+            finish(even[r].0[0], odd[r].0[0]) + (even[r].1[0] + odd[r].1[0])
+        });
+        out
+    }};
+}
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use two_sets_of_rows;
+
+/// A decode step's rows (`$rows`, rows of `$row_bytes`) two at a time: `$pair` gives
+/// `[f32; 2]` for the rows `$w0`, `$w1`; a last odd row goes through `$one` (`[f32; 1]` for
+/// `$w`). For kernels whose single row cannot keep the memory busy (see `simd128`).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+macro_rules! each_row_pair {
+    ($rows:expr, $row_bytes:expr, $out:expr, |$w0:ident, $w1:ident| $pair:expr, |$w:ident| $one:expr) => {{
+        let row_bytes: usize = ($row_bytes).max(1);
+        let pairs = $rows.chunks_exact(2 * row_bytes);
+        let rest = pairs.remainder();
+        let mut outs = $out.chunks_exact_mut(2);
+        for (o, w) in (&mut outs).zip(pairs) {
+            let ($w0, $w1) = w.split_at(row_bytes);
+            o.copy_from_slice(&$pair);
+        }
+        for (o, $w) in outs
+            .into_remainder()
+            .iter_mut()
+            .zip(rest.chunks_exact(row_bytes))
+        {
+            let [d] = $one;
+            *o = d;
+        }
+    }};
+}
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use each_row_pair;
+
 /// The loop of each set's `dot_run`: `out[i] = $e` with `$w` row `i` of `$rows` (rows of
 /// `$row_bytes` bytes) and `$e` giving `[f32; 1]`, inside the caller's target features, so
 /// that the format's kernel inlines into the run instead of being called row by row.
