@@ -10,12 +10,33 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-/// The workspace root.
+/// The workspace root: the nearest folder above the running package's manifest (which
+/// `cargo run` and `cargo test` name in `CARGO_MANIFEST_DIR`) whose `Cargo.toml` declares the
+/// workspace, else the folder this crate was compiled in. The run-time path comes first
+/// because a build cache shared between checkouts (as CI's is) can hand one checkout a binary
+/// compiled in another, whose compiled-in path may no longer exist.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(".."))
+    let compiled = || {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".."))
+    };
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|dir| {
+            Path::new(&dir)
+                .ancestors()
+                .find(|d| declares_workspace(&d.join("Cargo.toml")))
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(compiled)
+}
+
+/// Whether the manifest at `path` has a `[workspace]` table.
+fn declares_workspace(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().any(|l| l.trim() == "[workspace]"))
+        .unwrap_or(false)
 }
 
 /// The cargo target directory: the test executable is `<target>/<profile>/deps/<name>`.
@@ -221,5 +242,18 @@ mod tests {
         let err = manifest_with_source(&dir.path().join("missing.toml"), Path::new("c.wasm"))
             .unwrap_err();
         assert!(err.to_string().contains("missing.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_workspace_is_found_from_the_running_package() {
+        let root = workspace();
+        assert!(
+            declares_workspace(&root.join("Cargo.toml")),
+            "{}",
+            root.display()
+        );
+        assert!(root.join("tests").join("src").join("build.rs").is_file());
+        // A package's own manifest does not declare the workspace.
+        assert!(!declares_workspace(&root.join("tests").join("Cargo.toml")));
     }
 }

@@ -50,8 +50,7 @@ pub fn cargo() -> Command {
 
 /// The workspace root (the folder holding the top-level Cargo.toml).
 pub fn workspace_root() -> PathBuf {
-    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    xtask.parent().map(PathBuf::from).unwrap_or(xtask)
+    ladder_tests::build::workspace()
 }
 
 /// Cargo's target directory, honouring `CARGO_TARGET_DIR` and config files.
