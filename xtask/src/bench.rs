@@ -297,22 +297,25 @@ fn llama_bench(bin: &Path, model: &Path, threads: usize) -> Result<(f64, f64)> {
 /// The edge tier: decode speed of the edge model through the component (wasi-nn build in
 /// edge-host, in-wasm build) against `llm` called natively, and the per-request overhead of a
 /// request that does not touch the model against the 2 ms budget. `edge-host/examples/edge_bench`
-/// measures all of it in one process; it is built with the dev profile, as the tests run
-/// (dependencies at opt-level 3, `llm` at 2), so both sides of every ratio run the same code.
+/// measures all of it in one process. Everything is built with the release profile, the
+/// component as it would be deployed and the host with its native engine alike, so both sides
+/// of every ratio run the same code. (The dev profile the tests use keeps debug assertions and
+/// overflow checks in `llm`'s loops, which cost the WebAssembly build more than the native one.)
 fn edge(args: &Args) -> Result<Vec<Row>> {
     let dir = models::run(&models::Args {
         dir: None,
         verify: false,
         keep_wheels: false,
     })?;
-    let components = crate::edge::build(false)?;
-    step("Building the edge benchmark (edge-host/examples/edge_bench)");
+    let components = crate::edge::build(true)?;
+    step("Building the edge benchmark (edge-host/examples/edge_bench, release)");
     let root = run::workspace_root();
     run::run(
         cargo()
             .args([
                 "build",
                 "--locked",
+                "--release",
                 "-p",
                 "edge-host",
                 "--example",
@@ -320,7 +323,7 @@ fn edge(args: &Args) -> Result<Vec<Row>> {
             ])
             .current_dir(&root),
     )?;
-    let exe = run::target_dir()?.join("debug/examples/edge_bench");
+    let exe = run::target_dir()?.join("release/examples/edge_bench");
     step(&format!(
         "Benchmark: edge model decode through the component and natively ({} repetitions)",
         args.reps.max(1)
