@@ -11,6 +11,8 @@
 //   LADDER_PAGE_URL       the page
 //   LADDER_EDGE_URL       a running edge-host (the edge component, offloading to a cloud-host)
 //   LADDER_DEAD_EDGE_URL  an address where nothing listens
+//   LADDER_SCREENSHOT     where to save a picture of the page once it holds answers from the
+//                         device and the edge (optional)
 //   CHROMIUM              the browser
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -188,6 +190,9 @@ test("with β = 1 the answer comes from the edge and the hop records show it", a
   assert.match(a.meta, /↑\d/, "bytes sent are shown");
   const rate = await page.locator("#rates tr[data-tier=device] .rate").innerText();
   assert.notEqual(rate, "0%");
+  if (process.env.LADDER_SCREENSHOT) {
+    await page.screenshot({ path: process.env.LADDER_SCREENSHOT, fullPage: true });
+  }
 });
 
 test("with CloudServe the question climbs through the edge to the cloud", async () => {

@@ -210,15 +210,27 @@ pub fn browser_tests() -> Result<()> {
             .local_addr()?;
         anyhow::Ok((page, tiers, format!("http://{dead}")))
     })?;
+    let screenshot = work.join("chat.png");
+    if screenshot.exists() {
+        std::fs::remove_file(&screenshot)
+            .with_context(|| format!("removing the old {}", screenshot.display()))?;
+    }
     let mut cmd = std::process::Command::new("node");
     cmd.args(["--test", "--test-concurrency=1"])
         .arg(tests.join("chat.test.mjs"))
         .env("LADDER_PAGE_URL", format!("http://{page}/"))
         .env("LADDER_EDGE_URL", &tiers.edge.url)
         .env("LADDER_DEAD_EDGE_URL", &dead)
+        .env("LADDER_SCREENSHOT", &screenshot)
         .env("CHROMIUM", &chromium)
         .current_dir(&tests);
     let result = run::run(&mut cmd);
+    if result.is_ok() && screenshot.is_file() {
+        println!(
+            "  the chat page, with answers from the device and the edge: {}",
+            screenshot.display()
+        );
+    }
     drop(tiers);
     runtime.shutdown_background();
     result.context("the browser tests failed")
