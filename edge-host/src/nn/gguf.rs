@@ -194,9 +194,11 @@ impl BackendExecutionContext for GgufContext {
 }
 
 /// Whether the inputs are one decode step: a `tokens` tensor holding a single id, alone.
+/// Judged by the bytes (at most one I64), not the declared shape: the bytes are what gets fed,
+/// so a tensor whose shape understates them still runs under `block_in_place`.
 fn is_decode_step(inputs: &[NamedTensor]) -> bool {
     match inputs {
-        [only] => only.name == "tokens" && only.tensor.dimensions.iter().product::<u32>() == 1,
+        [only] => only.name == "tokens" && only.tensor.data.len() <= 8,
         _ => false,
     }
 }
@@ -429,6 +431,10 @@ mod tests {
             input("keep", &[3])
         ]));
         assert!(!is_decode_step(&[input("options", &[7])]));
+        // A shape of one over the bytes of two ids is fed as two.
+        let mut understated = input("tokens", &[7, 8]);
+        understated.tensor.dimensions = vec![1];
+        assert!(!is_decode_step(&[understated]));
         assert!(!is_decode_step(&[]));
     }
 
