@@ -1,5 +1,6 @@
 //! Kernel microbenchmark: one 2048×1024 product per weight type, one token and 128 tokens.
 //! `kbench [THREADS] [TYPE] [REPS]`, e.g. `kbench 1 Q4K 15`; prints the best of REPS runs.
+//! `KBENCH_SHAPE=lmhead` or `KBENCH_SHAPE=ROWSxCOLS` times another shape.
 use llm::kernels::{self, Activations, Isa, Matrix, Pool, WeightType};
 use std::time::Instant;
 fn main() {
@@ -23,7 +24,12 @@ fn main() {
         }
         let (rows, cols) = match std::env::var("KBENCH_SHAPE").ok().as_deref() {
             Some("lmhead") => (262_144, 640),
-            _ => (2048, 1024),
+            // `ROWSxCOLS`, e.g. `640x2048` (Gemma's FFN down projection).
+            Some(shape) => shape
+                .split_once('x')
+                .and_then(|(r, c)| Some((r.parse().ok()?, c.parse().ok()?)))
+                .unwrap_or((2048, 1024)),
+            None => (2048, 1024),
         };
         let bytes: Vec<u8> = (0..ty.row_bytes(cols) * rows)
             // Every byte 0x10..0x40: any f16 scale read from them is a normal number, as in real

@@ -102,7 +102,7 @@ unsafe fn prefetch(p: *const u8, bytes: usize) {
 /// The canonical lane sum (see [`Lanes::total`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn total(v: __m256) -> f32 {
+pub(super) fn total(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
@@ -583,7 +583,7 @@ unsafe fn q45k<const N: usize, const Q5: bool>(w: &[u8], x: &[ActRow<'_>; N]) ->
 /// [`q45k`] on a row unpacked by [`unpack_k45`].
 #[inline(never)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn unpacked_k45<const N: usize>(
+pub(super) unsafe fn unpacked_k45<const N: usize>(
     u: &super::scalar::Unpacked,
     x: &[ActRow<'_>; N],
 ) -> [f32; N] {

@@ -125,7 +125,7 @@ impl Isa {
         match self {
             // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::silu_mul(gate, up) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::silu_mul(gate, up) },
             _ => silu_mul_body(gate, up),
         }
     }
@@ -135,7 +135,7 @@ impl Isa {
         match self {
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::gelu_mul(gate, up) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::gelu_mul(gate, up) },
             _ => gelu_mul_body(gate, up),
         }
     }
@@ -145,7 +145,7 @@ impl Isa {
         match self {
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::softmax(x) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::softmax(x) },
             _ => softmax_body(x),
         }
     }
@@ -156,7 +156,7 @@ impl Isa {
         match self {
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::log_sum_exp(x) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::log_sum_exp(x) },
             _ => log_sum_exp_body(x),
         }
     }

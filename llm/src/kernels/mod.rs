@@ -2,9 +2,10 @@
 //! GGUF's block layouts, plus the few float helpers attention needs.
 //!
 //! Every weight type has one scalar implementation ([`scalar`]) that is the reference, and
-//! SIMD versions for x86-64 AVX2 ([`avx2`], picked at run time) and WebAssembly simd128
-//! ([`simd128`], picked at compile time) that are tested against it. Integer products are
-//! exact in every version, so the paths differ only in the order floats are summed.
+//! SIMD versions for x86-64 AVX2 ([`avx2`], picked at run time; [`avx512`] with VNNI takes
+//! a prefill's products where the CPU has it) and WebAssembly simd128 ([`simd128`], picked at
+//! compile time) that are tested against it. Integer products are exact in every version and
+//! floats are summed in one canonical order, so every version gives the same bits.
 //!
 //! Activations are quantised once per product to 8 bits in blocks of 32 with an `f32` scale
 //! ([`Activations`]), for every quantised weight type alike: the K-quants then see a finer
@@ -22,6 +23,8 @@ pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 #[cfg(all(
     target_arch = "wasm32",
     target_feature = "simd128",
@@ -203,6 +206,18 @@ pub struct Q8Rows {
     pub s: Vec<f32>,
     /// `qs` widened to i16, where the kernels read them so ([`WIDE`]).
     pub wide: Vec<i16>,
+    /// −128 × the sum of every four values, where the CPU runs the AVX-512 kernels
+    /// ([`neg_sums_kept`], see `avx512::neg_sums`); else empty.
+    pub neg_sums: Vec<i32>,
+}
+
+/// Whether the Q8 activations also keep [`Q8Rows::neg_sums`]: made once per product, they
+/// spare every signed weight row a sign fix per block and token in the AVX-512 kernels.
+fn neg_sums_kept() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return avx512::supported();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Whether the activations also keep their 8-bit values widened to i16: simd128 has no byte
@@ -235,6 +250,8 @@ pub struct ActRow<'a> {
     /// `qs` and `kqs` widened to i16 (empty unless [`WIDE`]).
     pub qs16: &'a [i16],
     pub kqs16: &'a [i16],
+    /// [`Q8Rows::neg_sums`] of this row (empty unless [`neg_sums_kept`]).
+    pub neg_sums: &'a [i32],
 }
 
 impl Activations {
@@ -321,6 +338,12 @@ impl Activations {
                     formats::quantise_q8(x, qs, d, s)
                 });
                 widen(WIDE, &q.qs, &mut q.wide);
+                q.neg_sums.clear();
+                #[cfg(target_arch = "x86_64")]
+                if neg_sums_kept() {
+                    q.neg_sums.resize(n / 4, 0);
+                    avx512::neg_sums(&q.qs, &mut q.neg_sums);
+                }
             }
             formats::ActivationKind::Q8K => {
                 let per = c / formats::QK_K;
@@ -346,17 +369,20 @@ impl Activations {
     fn row(&self, t: usize) -> ActRow<'_> {
         let c = self.cols;
         let values = &self.values[t * c..(t + 1) * c];
-        let (qs, d, s, qs16) = match &self.q8 {
+        let ((qs, d, s, qs16), neg_sums) = match &self.q8 {
             Some(q) if self.has(formats::ActivationKind::Q8) => {
                 let b = c / formats::Q8_BLOCK;
                 (
-                    &q.qs[t * c..(t + 1) * c],
-                    &q.d[t * b..(t + 1) * b],
-                    &q.s[t * b..(t + 1) * b],
-                    row_of(&q.wide, t, c),
+                    (
+                        &q.qs[t * c..(t + 1) * c],
+                        &q.d[t * b..(t + 1) * b],
+                        &q.s[t * b..(t + 1) * b],
+                        row_of(&q.wide, t, c),
+                    ),
+                    q.neg_sums.get(t * c / 4..(t + 1) * c / 4).unwrap_or(&[]),
                 )
             }
-            _ => (&[][..], &[][..], &[][..], &[][..]),
+            _ => ((&[][..], &[][..], &[][..], &[][..]), &[][..]),
         };
         let (kqs, kd, ksums, kqs16) = match &self.q8k {
             Some(q) if self.has(formats::ActivationKind::Q8K) => {
@@ -380,6 +406,7 @@ impl Activations {
             ksums,
             qs16,
             kqs16,
+            neg_sums,
         }
     }
 }
@@ -414,6 +441,7 @@ impl ActRow<'_> {
                     && self.d.len() >= cols / 32
                     && self.s.len() >= cols / 32
                     && (!WIDE || self.qs16.len() >= cols)
+                    && (!neg_sums_kept() || self.neg_sums.len() >= cols / 4)
             }
             formats::ActivationKind::Q8K => {
                 self.kqs.len() >= cols
@@ -431,24 +459,34 @@ pub enum Isa {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512 with VNNI for the products on unpacked rows (a prefill's), AVX2 for the rest.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     Simd128,
 }
 
 impl Isa {
-    /// The fastest set this machine runs (`LADDER_KERNELS=scalar` forces the reference).
+    /// The fastest set this machine runs. `LADDER_KERNELS` names another that it also runs
+    /// (`scalar`, the reference, or `avx2` on an AVX-512 machine); an unknown or unavailable
+    /// name keeps the fastest.
     pub fn detect() -> Isa {
         static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *ISA.get_or_init(|| {
-            if std::env::var("LADDER_KERNELS").is_ok_and(|v| v == "scalar") {
-                return Isa::Scalar;
-            }
-            Self::best()
+            let wanted = std::env::var("LADDER_KERNELS").unwrap_or_default();
+            Self::available()
+                .into_iter()
+                .find(|isa| isa.name() == wanted)
+                .unwrap_or_else(Self::best)
         })
     }
 
     #[allow(unreachable_code)]
     fn best() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        if avx512::supported() {
+            return Isa::Avx512;
+        }
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
@@ -468,6 +506,8 @@ impl Isa {
             Isa::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512",
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 if cfg!(feature = "relaxed-simd") => "relaxed-simd",
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -478,6 +518,10 @@ impl Isa {
     /// Every set this machine can run, the reference first (for tests and benchmarks).
     pub fn available() -> Vec<Isa> {
         let mut all = vec![Isa::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        if Self::best() == Isa::Avx512 {
+            all.push(Isa::Avx2);
+        }
         if Self::best() != Isa::Scalar {
             all.push(Self::best());
         }
@@ -507,7 +551,7 @@ impl Isa {
             // Q6_K's values and scales are cheap to decode per tile: unpacking it measured no
             // faster.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 if matches!(ty, WeightType::Q4K | WeightType::Q5K) => true,
+            Isa::Avx2 | Isa::Avx512 if matches!(ty, WeightType::Q4K | WeightType::Q5K) => true,
             _ => ty.block_elems() == 32,
         }
     }
@@ -518,7 +562,7 @@ impl Isa {
         match self {
             // SAFETY: `Avx2` is only chosen when the CPU has AVX2, FMA and F16C.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::unpack_row(ty, row, out) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::unpack_row(ty, row, out) },
             _ => scalar::unpack_row(ty, row, out),
         }
     }
@@ -539,6 +583,9 @@ impl Isa {
             // SAFETY: as in `dot_rows_unchecked`.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::dot_unpacked(u, x) },
+            // SAFETY: `Avx512` is only chosen when `avx512::supported`; the rows cover `u`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::dot_unpacked(u, x) },
             // SAFETY: as in `dot_rows_unchecked`.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => unsafe { simd128_dot_unpacked(u, x) },
@@ -562,7 +609,7 @@ impl Isa {
         match self {
             // SAFETY: as in `dot_rows_unchecked`.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::dot_run(ty, rows, row_bytes, x, out) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::dot_run(ty, rows, row_bytes, x, out) },
             // SAFETY: as in `dot_rows_unchecked`; relaxed SIMD is part of a build with the
             // feature (see `simd128_dot_rows`).
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -593,7 +640,7 @@ impl Isa {
             // SAFETY: `Avx2` is only chosen when the CPU reports AVX2, FMA and F16C; the
             // caller guarantees the rows cover `w`.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::dot_rows(ty, w, x) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::dot_rows(ty, w, x) },
             // SAFETY: the caller guarantees the rows cover `w`.
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => unsafe { simd128_dot_rows(ty, w, x) },
@@ -824,7 +871,7 @@ impl Isa {
         match self {
             // SAFETY: `Avx2` is only chosen when the CPU has AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::dot_f32(a, b) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::dot_f32(a, b) },
             _ => scalar::dot_f32(a, b),
         }
     }
@@ -836,7 +883,7 @@ impl Isa {
         match self {
             // SAFETY: as in `dot_f32`.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::axpy(a, x, y) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::axpy(a, x, y) },
             _ => scalar::axpy(a, x, y),
         }
     }

@@ -298,8 +298,10 @@ fn every_instruction_set_unpacks_rows_as_the_scalar_code_does() {
 #[test]
 fn threaded_products_equal_row_by_row_products() {
     let mut rng = Rng::new(5);
-    let isa = Isa::detect();
-    for threads in [1, 2, 3] {
+    for (isa, threads) in Isa::available()
+        .into_iter()
+        .flat_map(|isa| [1, 2, 3].map(|t| (isa, t)))
+    {
         let pool = Pool::new(threads);
         for &ty in &[
             WeightType::Q4_1,
@@ -311,51 +313,64 @@ fn threaded_products_equal_row_by_row_products() {
             WeightType::F32,
         ] {
             // 11 blocks of 32: the kernels that take blocks in pairs end on a single one.
-            let cols = if ty.block_elems() == 32 { 352 } else { 256 };
-            let (ra, rb) = (37, 5);
-            let wa =
-                Matrix::from_bytes(ty, ra, cols, random_matrix(ty, ra, cols, &mut rng)).expect("a");
-            let wb =
-                Matrix::from_bytes(ty, rb, cols, random_matrix(ty, rb, cols, &mut rng)).expect("b");
-            // From 8 tokens on, the 32-value formats (and on AVX2 Q4_K and Q5_K) go through
-            // unpacked rows.
-            for tokens in [1, 4, 7, 9, 13] {
-                let mut x = Activations::new(random_values(tokens * cols, &mut rng), tokens, cols);
-                prepare(&wa, &mut x);
-                let (mut oa, mut ob) = (vec![0.0; tokens * ra], vec![0.0; tokens * rb]);
-                matmul_many(
-                    &pool,
-                    isa,
-                    &mut [
-                        Product {
-                            w: &wa,
-                            x: &x,
-                            out: &mut oa,
-                        },
-                        Product {
-                            w: &wb,
-                            x: &x,
-                            out: &mut ob,
-                        },
-                    ],
-                );
-                for (w, out) in [(&wa, &oa), (&wb, &ob)] {
-                    for t in 0..tokens {
-                        // Tokens go through the kernel in fours, the rest one by one.
-                        let tile = t / TILE * TILE;
-                        for r in 0..w.rows() {
-                            let want = if tile + TILE <= tokens {
-                                let four = [
-                                    x.row(tile),
-                                    x.row(tile + 1),
-                                    x.row(tile + 2),
-                                    x.row(tile + 3),
-                                ];
-                                isa.dot_rows::<4>(ty, w.row(r), four)[t - tile]
-                            } else {
-                                isa.dot_rows::<1>(ty, w.row(r), [x.row(t)])[0]
-                            };
-                            assert_eq!(out[t * w.rows() + r].to_bits(), want.to_bits());
+            // 11 and 16 super-blocks: AVX-512 takes rows of whole eights its own way.
+            let shapes: &[usize] = if ty.block_elems() == 32 {
+                &[352]
+            } else {
+                &[2816, 4096]
+            };
+            for &cols in shapes {
+                let (ra, rb) = (37, 5);
+                let wa = Matrix::from_bytes(ty, ra, cols, random_matrix(ty, ra, cols, &mut rng))
+                    .expect("a");
+                let wb = Matrix::from_bytes(ty, rb, cols, random_matrix(ty, rb, cols, &mut rng))
+                    .expect("b");
+                // From 8 tokens on, the 32-value formats (and on AVX2 Q4_K and Q5_K) go through
+                // unpacked rows.
+                for tokens in [1, 4, 7, 9, 13] {
+                    let mut x =
+                        Activations::new(random_values(tokens * cols, &mut rng), tokens, cols);
+                    prepare(&wa, &mut x);
+                    let (mut oa, mut ob) = (vec![0.0; tokens * ra], vec![0.0; tokens * rb]);
+                    matmul_many(
+                        &pool,
+                        isa,
+                        &mut [
+                            Product {
+                                w: &wa,
+                                x: &x,
+                                out: &mut oa,
+                            },
+                            Product {
+                                w: &wb,
+                                x: &x,
+                                out: &mut ob,
+                            },
+                        ],
+                    );
+                    for (w, out) in [(&wa, &oa), (&wb, &ob)] {
+                        for t in 0..tokens {
+                            // Tokens go through the kernel in fours, the rest one by one.
+                            let tile = t / TILE * TILE;
+                            for r in 0..w.rows() {
+                                let want = if tile + TILE <= tokens {
+                                    let four = [
+                                        x.row(tile),
+                                        x.row(tile + 1),
+                                        x.row(tile + 2),
+                                        x.row(tile + 3),
+                                    ];
+                                    isa.dot_rows::<4>(ty, w.row(r), four)[t - tile]
+                                } else {
+                                    isa.dot_rows::<1>(ty, w.row(r), [x.row(t)])[0]
+                                };
+                                let got = out[t * w.rows() + r];
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "{isa:?} {ty:?} {threads} threads, {tokens} tokens: row {r} token {t}: {got} vs {want}"
+                                );
+                            }
                         }
                     }
                 }
