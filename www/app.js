@@ -14,9 +14,12 @@ const state = {
   edgeUrl: "",
 };
 
-// `?kernels=simd128`: the module without relaxed SIMD, as browsers without it get.
+// `?kernels=simd128`: the module without relaxed SIMD, as browsers without it get;
+// `?threads=N`: at most N kernel threads (1: one, as on a page that is not cross-origin isolated).
+const query = new URLSearchParams(location.search);
 const device = new DeviceClient({
-  kernels: new URLSearchParams(location.search).get("kernels") === "simd128" ? "simd128" : undefined,
+  kernels: query.get("kernels") === "simd128" ? "simd128" : undefined,
+  threads: Number(query.get("threads")) || undefined,
 });
 /** Shows where the model runs (set once the adapter probe is done, in `main`). */
 let gpuNote = (_info) => {};
@@ -335,7 +338,8 @@ async function main() {
       badge($("backend-badge"), `WebGPU · ${info.adapter || "adapter"}`, "ok");
       note.textContent = `The model runs on WebGPU (${info.adapter || "adapter"}).`;
     } else {
-      badge($("backend-badge"), `CPU · wasm ${info.kernels || "simd128"}`, "ok");
+      const threads = info.threads > 1 ? ` · ${info.threads} threads` : "";
+      badge($("backend-badge"), `CPU · wasm ${info.kernels || "simd128"}${threads}`, "ok");
       note.textContent = info.backend_note
         ? `No WebGPU: ${info.backend_note}.`
         : gpu.available

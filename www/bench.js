@@ -1,6 +1,7 @@
 // `cargo xtask bench device` opens this page: it loads the same GGUF into wasm-device (in its
 // worker) and into wllama, then alternates their runs: prefill `prompt` tokens, decode
-// `decode` tokens without stopping at an end token, one thread each. The numbers are what each
+// `decode` tokens without stopping at an end token, one thread each (and wasm-device's threaded
+// build, against its one-thread build). The numbers are what each
 // engine reports of its own run; #result gets them as JSON when done. Where the browser offers
 // a WebGPU adapter, wasm-device's WebGPU path also runs once, shorter (on a software adapter
 // such as SwiftShader that is a check that it runs, not a speed claim).
@@ -19,16 +20,18 @@ const log = (line) => {
   document.getElementById("log").textContent += `${line}\n`;
 };
 
-/** wasm-device's CPU path: the build the browser picks, or with `kernels: "simd128"` the one
- * browsers without relaxed SIMD get. */
+/** wasm-device's CPU path: the build the browser picks (threaded where it can be), with
+ * `threads: 1` the one-thread build, with `kernels: "simd128"` the one browsers without relaxed
+ * SIMD get. */
 async function ours(options = {}) {
   const device = new DeviceClient(options);
   // The CPU path is what is compared with wllama; the WebGPU run makes its own session.
   await device.call("settings", [{ webgpu: false }]);
   const info = await device.load(MODEL, () => {});
-  log(`wasm-device loaded ${info.name} (${info.kernels}) in ${Math.round(info.load_ms)} ms`);
+  log(`wasm-device loaded ${info.name} (${info.kernels}, ${info.threads} thread(s)) in ${Math.round(info.load_ms)} ms`);
   return {
     kernels: info.kernels,
+    threads: info.threads,
     run: () => device.bench(PROMPT, DECODE),
     webgpu: () => device.bench(GPU_PROMPT, GPU_DECODE, "webgpu"),
     close: () => device.worker.terminate(),
@@ -60,12 +63,17 @@ async function wllama() {
 
 async function main() {
   const engines = {
-    "wasm-device": await ours(),
+    "wasm-device": await ours({ threads: 1 }),
     "wasm-device-simd128": await ours({ kernels: "simd128" }),
     wllama: await wllama(),
   };
+  // The threaded build, where the page is cross-origin isolated and the machine has cores.
+  const threaded = await ours();
+  if (threaded.threads > 1) engines["wasm-device-threads"] = threaded;
+  else await threaded.close();
   const runs = Object.fromEntries(Object.keys(engines).map((name) => [name, []]));
   const kernels = Object.fromEntries(Object.entries(engines).map(([name, e]) => [name, e.kernels]));
+  const threads = Object.fromEntries(Object.entries(engines).map(([name, e]) => [name, e.threads ?? 1]));
   for (let i = 0; i < REPS; i++) {
     for (const [name, engine] of Object.entries(engines)) {
       const r = await engine.run();
@@ -88,7 +96,7 @@ async function main() {
     }
   }
   for (const engine of Object.values(engines)) await engine.close?.();
-  return { runs, kernels, webgpu, prompt: PROMPT, decode: DECODE, webgpu_adapter: Boolean(adapter), user_agent: navigator.userAgent };
+  return { runs, kernels, threads, webgpu, prompt: PROMPT, decode: DECODE, webgpu_adapter: Boolean(adapter), user_agent: navigator.userAgent };
 }
 
 main().then(

@@ -4,9 +4,11 @@
 // {id, event} for streamed events (download progress, ask events), then {id, result} or
 // {id, error}.
 //
-// There are two builds of the module: ./pkg/relaxed (the relaxed-SIMD kernels, faster) and
-// ./pkg (simd128 only) for browsers without relaxed SIMD, which reject the other one whole.
-// `?kernels=simd128` on the worker's URL asks for the second one anyway.
+// There are three builds of the module: ./pkg/threads (relaxed-SIMD kernels on several
+// threads: Web Workers sharing the module's memory, which needs a cross-origin isolated page),
+// ./pkg/relaxed (the same kernels on one thread) and ./pkg (simd128 only) for browsers without
+// relaxed SIMD, which reject the other two whole. `?kernels=simd128` on the worker's URL asks
+// for the last one anyway, `?threads=1` for one thread.
 
 // A module whose one function uses `i8x16.relaxed_swizzle`: it validates only where the
 // browser has relaxed SIMD.
@@ -21,16 +23,58 @@ const RELAXED_PROBE = new Uint8Array([
   0x0b, // end
 ]);
 
-const wanted = new URLSearchParams(self.location.search).get("kernels");
-const relaxed = wanted !== "simd128" && WebAssembly.validate(RELAXED_PROBE);
+const params = new URLSearchParams(self.location.search);
+const relaxed = params.get("kernels") !== "simd128" && WebAssembly.validate(RELAXED_PROBE);
+// Kernel threads: the cores the browser reports, at most four (the page and the browser need
+// some too), where the page is cross-origin isolated (shared memory needs it).
+const threads = Math.max(1, Math.min(Number(params.get("threads") ?? 4), navigator.hardwareConcurrency ?? 1));
+const threaded = relaxed && threads > 1 && self.crossOriginIsolated === true;
 
 const ready = (async () => {
-  const { default: init, Device } = relaxed
-    ? await import("./pkg/relaxed/wasm_device.js")
-    : await import("./pkg/wasm_device.js");
-  await init();
-  return Device.open();
+  if (threaded) {
+    const build = new URL("./pkg/threads/wasm_device.js", import.meta.url).href;
+    try {
+      const pkg = await import(build);
+      await pkg.default();
+      await startThreads(pkg, build, threads);
+      return await pkg.Device.open();
+    } catch (err) {
+      // A shared memory can fail to be made (it reserves its maximum): one thread, then.
+      console.warn(`the threaded build did not start (${err?.message ?? err}); using one thread`);
+    }
+  }
+  const pkg = await import(relaxed ? "./pkg/relaxed/wasm_device.js" : "./pkg/wasm_device.js");
+  await pkg.default();
+  return pkg.Device.open();
 })();
+
+/** Starts `threads − 1` kernel threads (./thread-worker.js) on this module's memory and
+ * hands the module the function that gives them work. A thread that fails to start leaves
+ * the model with fewer. */
+async function startThreads(pkg, url, threads) {
+  const module = pkg.wasm_module();
+  const memory = pkg.wasm_memory();
+  const started = await Promise.all(
+    Array.from({ length: threads - 1 }, () => new Promise((resolve) => {
+      const worker = new Worker(new URL("./thread-worker.js", import.meta.url), { type: "module" });
+      worker.onmessage = ({ data }) => resolve(data.ready ? worker : null);
+      worker.onerror = () => resolve(null);
+      worker.postMessage({ url, module, memory });
+    })),
+  );
+  const idle = started.filter(Boolean);
+  for (const worker of idle) {
+    worker.onmessage = ({ data }) => {
+      if (data.free) idle.push(worker);
+    };
+  }
+  pkg.set_threads(idle.length + 1, (pointer) => {
+    const worker = idle.pop();
+    if (!worker) return false;
+    worker.postMessage({ pointer });
+    return true;
+  });
+}
 
 /** @param {number} id */
 const emitter = (id) => (event) => self.postMessage({ id, event });

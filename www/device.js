@@ -9,11 +9,13 @@
 /** @typedef {import("./pkg/wasm_device").Progress} Progress */
 
 export class DeviceClient {
-  /** @param {{kernels?: "simd128"}} [options] `kernels: "simd128"`: the module built without
-   * relaxed SIMD even where the browser has it (the build other browsers get). */
+  /** @param {{kernels?: "simd128", threads?: number}} [options] `kernels: "simd128"`: the
+   * module built without relaxed SIMD even where the browser has it (the build other browsers
+   * get); `threads`: at most this many kernel threads (1: the single-threaded build). */
   constructor(options = {}) {
     const url = new URL("./device-worker.js", import.meta.url);
     if (options.kernels) url.searchParams.set("kernels", options.kernels);
+    if (options.threads) url.searchParams.set("threads", String(options.threads));
     this.worker = new Worker(url, { type: "module" });
     this.next = 1;
     /** @type {Map<number, {resolve: Function, reject: Function, onEvent?: Function}>} */

@@ -4,7 +4,7 @@
 // answer comes from the edge and the hop records show it, with CloudServe it climbs through
 // the edge to the cloud, with the edge stopped (or the browser offline) the page still
 // answers locally and says why, Stop stops, and the module built without relaxed SIMD (for
-// browsers that lack it) gives the same answer.
+// browsers that lack it) and the one-thread build give the same answer as the threaded one.
 //
 // Run by `cargo xtask test`, which serves the page, edge-host and cloud-host on loopback and
 // sets:
@@ -115,8 +115,12 @@ test("the page loads the device model and says where it runs", async () => {
   const note = page.locator("#gpu-note");
   await note.waitFor({ state: "visible" });
   assert.match(await note.innerText(), /CPU/);
-  // Chromium has relaxed SIMD, so the worker loads that build of the module.
-  assert.match(await page.innerText("#backend-badge"), /relaxed-simd/);
+  // Chromium has relaxed SIMD, and the page is cross-origin isolated, so the worker loads the
+  // threaded build of the module where the machine has more than one core.
+  const badge = await page.innerText("#backend-badge");
+  assert.match(badge, /relaxed-simd/);
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  if (cores > 1) assert.match(badge, new RegExp(`${Math.min(cores, 4)} threads`));
   await page.waitForSelector("#edge-badge[data-state=ok]");
   assert.equal(await page.isEnabled("#input"), true);
 });
@@ -275,6 +279,20 @@ test("the simd128 build (for browsers without relaxed SIMD) gives the same answe
   const badge = await page.innerText("#backend-badge");
   assert.match(badge, /simd128/);
   assert.doesNotMatch(badge, /relaxed/);
+  await setPolicy({ betaDevice: 0, betaEdge: 0 });
+  await ask("What is the capital of France?");
+  const a = await finished();
+  assert.equal(a.answeredBy, "device", a.meta);
+  assert.equal(a.text, deviceAnswer);
+});
+
+test("one thread (the build for pages that are not cross-origin isolated) gives the same answer", async () => {
+  assert.ok(deviceAnswer, "the streamed-answer test ran first");
+  await page.goto(`${PAGE}?edge=${encodeURIComponent(EDGE)}&threads=1`);
+  await page.waitForSelector("#model-badge[data-state=ok]", { timeout: 180_000 });
+  const badge = await page.innerText("#backend-badge");
+  assert.match(badge, /relaxed-simd/);
+  assert.doesNotMatch(badge, /threads/);
   await setPolicy({ betaDevice: 0, betaEdge: 0 });
   await ask("What is the capital of France?");
   const a = await finished();

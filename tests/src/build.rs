@@ -73,7 +73,23 @@ pub const EDGE_MODEL_ID: &str = "gemma-3-270m-q4_k_m";
 /// Build scripts such as ring's track some of them, so a build that sees other values than the
 /// last one recompiles those crates and everything above them. xtask builds with this too.
 pub fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    without_cargo_run_vars(Command::new(
+        std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+    ))
+}
+
+/// [`cargo`] of another rustup toolchain (`rustup run TOOLCHAIN cargo`).
+pub fn cargo_of(toolchain: &str) -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", toolchain, "cargo"]);
+    // The toolchain running this program must not leak into the other one's build.
+    for key in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO"] {
+        cmd.env_remove(key);
+    }
+    without_cargo_run_vars(cmd)
+}
+
+fn without_cargo_run_vars(mut cmd: Command) -> Command {
     cmd.current_dir(workspace());
     for (key, _) in std::env::vars_os() {
         if key.to_str().is_some_and(set_by_cargo_run) {

@@ -100,7 +100,7 @@ export interface Progress { loaded: number; total: number | null; source: "netwo
 
 export interface ModelInfo {
   name: string; architecture: string; context: number; bytes: number;
-  source: "network" | "cache"; cache_error: string | null; load_ms: number; kernels: string;
+  source: "network" | "cache"; cache_error: string | null; load_ms: number; kernels: string; threads: number;
   backend: "webgpu" | "cpu"; adapter: string | null; backend_note: string | null;
 }
 
@@ -246,6 +246,7 @@ impl Device {
                 cache_error: file.cache_error,
                 load_ms: browser::now() - t0,
                 kernels: model.model().kernels().name().to_string(),
+                threads: model.model().threads(),
                 backend: model.backend(),
                 adapter,
                 backend_note: model.note().map(str::to_string),
@@ -498,6 +499,8 @@ struct ModelInfo {
     cache_error: Option<String>,
     load_ms: f64,
     kernels: String,
+    /// Kernel threads on the CPU path (more than one in the threaded build).
+    threads: usize,
     /// `"webgpu"` or `"cpu"`.
     backend: &'static str,
     adapter: Option<String>,

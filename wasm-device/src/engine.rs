@@ -92,8 +92,12 @@ impl Backend {
 impl DeviceModel {
     /// Loads a whole GGUF file (as downloaded).
     pub fn from_bytes(bytes: Vec<u8>, name: &str) -> Result<Self> {
+        #[cfg(target_arch = "wasm32")]
+        let threads = crate::threads::count();
+        #[cfg(not(target_arch = "wasm32"))]
+        let threads = 1;
         let options = ModelOptions {
-            threads: Some(1),
+            threads: Some(threads),
             context: Some(CONTEXT),
             ..ModelOptions::default()
         };

@@ -13,10 +13,9 @@
 //! - [`ladder`]: the device's part of the protocol without I/O: questions, events, the
 //!   request sent up, reading the edge's stream, hop records for every outcome.
 //! - [`stats`]: the live offload rates and thresholds per tier.
-//! - `api`, `browser`, `store`, `download` (wasm32 only): the wasm-bindgen API, fetch and
-//!   timers, IndexedDB persistence of the windows, the model download with its cache.
-//!
-//! Not here yet: wasm threads; the CPU path runs on one thread.
+//! - `api`, `browser`, `store`, `download`, `threads` (wasm32 only): the wasm-bindgen API,
+//!   fetch and timers, IndexedDB persistence of the windows, the model download with its
+//!   cache, and the kernel threads of the threaded build (Web Workers on a shared memory).
 
 pub mod engine;
 pub mod error;
@@ -32,5 +31,7 @@ mod browser;
 mod download;
 #[cfg(target_arch = "wasm32")]
 mod store;
+#[cfg(target_arch = "wasm32")]
+mod threads;
 
 pub use error::{DeviceError, Result};

@@ -16,8 +16,13 @@ pub struct Args {
 /// when it installs the toolchain; adding them here covers a toolchain that was already there).
 const TARGETS: [&str; 2] = ["wasm32-unknown-unknown", "wasm32-wasip2"];
 
+/// The nightly toolchain of the page's threaded build (wasm threads need the standard library
+/// rebuilt with atomics, which only nightly does), pinned so that every machine builds the same.
+pub const NIGHTLY: &str = "nightly-2026-05-20";
+
 pub fn run(args: &Args) -> Result<()> {
     rust_targets()?;
+    nightly_toolchain()?;
     browser::setup()?;
     if !args.no_models {
         models::run(&models::Args {
@@ -51,4 +56,35 @@ pub fn rust_targets() -> Result<()> {
             .args(&missing)
             .current_dir(run::workspace_root()),
     )
+}
+
+/// Installs [`NIGHTLY`] with the standard library's source and the browser target, if missing.
+pub fn nightly_toolchain() -> Result<()> {
+    step(&format!("Rust {NIGHTLY} (the page's threaded build)"));
+    let has = |what: &str| {
+        run::output(Command::new("rustup").args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            NIGHTLY,
+        ]))
+        .is_ok_and(|out| out.lines().any(|l| l.trim().starts_with(what)))
+    };
+    if has("rust-src") && has("rust-std-wasm32-unknown-unknown") {
+        eprintln!("  installed: {NIGHTLY} with rust-src and wasm32-unknown-unknown");
+        return Ok(());
+    }
+    run::run(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        NIGHTLY,
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+        "--target",
+        "wasm32-unknown-unknown",
+    ]))
+    .with_context(|| format!("installing Rust {NIGHTLY} for the page's threaded build"))
 }

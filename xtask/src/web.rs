@@ -15,24 +15,57 @@ use std::path::{Path, PathBuf};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// Builds the page's module with the dev or release profile, in two builds: `relaxed/` with
-/// the relaxed-SIMD kernels (what browsers that have relaxed SIMD load) and, at the top, the
-/// simd128-only one for the others (`www/device-worker.js` picks). Returns the folder holding
-/// `wasm_device.js`, `wasm_device_bg.wasm` and `wasm_device.d.ts` (and `relaxed/` with the same).
+/// The flags of the threaded build: atomics (the standard library rebuilt with them) and a
+/// shared memory that the module imports, so that Web Workers can instantiate it on the same
+/// memory; up to 2 GiB (a shared memory declares its maximum). Given whole, they replace the
+/// `+simd128` of `.cargo/config.toml`, so they repeat it.
+const THREADS_RUSTFLAGS: &str = "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
+    -C link-arg=--shared-memory -C link-arg=--max-memory=2147483648 -C link-arg=--import-memory \
+    -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
+    -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base";
+
+/// Builds the page's module with the dev or release profile, in three builds: `threads/` with
+/// the relaxed-SIMD kernels on a shared memory (kernel threads on Web Workers; built with the
+/// pinned nightly, see [`crate::setup::NIGHTLY`]), `relaxed/` with the same kernels on one
+/// thread, and at the top the simd128-only one for browsers without relaxed SIMD
+/// (`www/device-worker.js` picks). Returns the folder holding `wasm_device.js`,
+/// `wasm_device_bg.wasm` and `wasm_device.d.ts` (and `threads/` and `relaxed/` with the same).
 pub fn build_page(release: bool) -> Result<PathBuf> {
     let profile = if release { "release" } else { "debug" };
     let target = run::target_dir()?;
     let out = target.join("www-pkg").join(profile);
     let bindgen = browser::wasm_bindgen()?;
-    // Cargo writes both builds to the same file, so each goes through wasm-bindgen at once.
-    for (flavour, features, dir) in [
-        ("simd128", None, out.clone()),
-        ("relaxed SIMD", Some("relaxed-simd"), out.join("relaxed")),
+    crate::setup::nightly_toolchain()?;
+    // Cargo writes the two stable builds to the same file, so each goes through wasm-bindgen at
+    // once; the threaded one has a target folder of its own (other flags, other toolchain).
+    let threads_target = target.join("threads");
+    for (flavour, threaded, features, dir) in [
+        ("simd128", false, None, out.clone()),
+        (
+            "relaxed SIMD",
+            false,
+            Some("relaxed-simd"),
+            out.join("relaxed"),
+        ),
+        (
+            "relaxed SIMD, threads",
+            true,
+            Some("relaxed-simd"),
+            out.join("threads"),
+        ),
     ] {
         step(&format!(
             "The device module for the page (wasm-device, {profile}, {flavour})"
         ));
-        let mut cmd = cargo();
+        let mut cmd = if threaded {
+            let mut cmd = ladder_tests::build::cargo_of(crate::setup::NIGHTLY);
+            cmd.env("RUSTFLAGS", THREADS_RUSTFLAGS)
+                .env("CARGO_TARGET_DIR", &threads_target)
+                .args(["-Z", "build-std=std,panic_abort"]);
+            cmd
+        } else {
+            cargo()
+        };
         cmd.args([
             "build",
             "--locked",
@@ -48,7 +81,7 @@ pub fn build_page(release: bool) -> Result<PathBuf> {
             cmd.args(["--features", features]);
         }
         run::run(cmd.current_dir(run::workspace_root()))?;
-        let wasm = target
+        let wasm = if threaded { &threads_target } else { &target }
             .join("wasm32-unknown-unknown")
             .join(profile)
             .join("wasm_device.wasm");

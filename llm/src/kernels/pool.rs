@@ -3,7 +3,10 @@
 //! must start and end in about a microsecond. Workers spin briefly on an epoch counter between
 //! regions and only then sleep on a condition variable; the calling thread takes share 0.
 //!
-//! On WebAssembly there are no threads: every region runs on the caller.
+//! On WebAssembly without threads every region runs on the caller. A WebAssembly build with
+//! threads (the `atomics` target feature and a shared memory) has no way of its own to start
+//! one: the embedder hands the pool a spawner ([`set_thread_spawner`]; in the browser, one that
+//! gives each worker to a Web Worker started beforehand), and the workers then run as natively.
 
 /// One parallel region's work: `f(share, shares)`.
 type Job<'a> = &'a (dyn Fn(usize, usize) + Sync);
@@ -11,8 +14,22 @@ type Job<'a> = &'a (dyn Fn(usize, usize) + Sync);
 /// Threads that run parallel regions together. `Pool::new(1)` runs everything on the caller.
 pub struct Pool {
     threads: usize,
-    #[cfg(not(target_family = "wasm"))]
-    inner: Option<native::Inner>,
+    #[cfg(any(not(target_family = "wasm"), target_feature = "atomics"))]
+    inner: Option<workers::Inner>,
+}
+
+/// Starts one thread running the given function; `false` when it cannot.
+#[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+pub type Spawner = fn(Box<dyn FnOnce() + Send>) -> bool;
+
+#[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+static SPAWNER: std::sync::OnceLock<Spawner> = std::sync::OnceLock::new();
+
+/// Gives a WebAssembly build with threads its way of starting them (the first call wins).
+/// Without one, every pool of such a build has the caller's thread only.
+#[cfg(all(target_family = "wasm", target_feature = "atomics"))]
+pub fn set_thread_spawner(spawn: Spawner) {
+    let _ = SPAWNER.set(spawn);
 }
 
 impl std::fmt::Debug for Pool {
@@ -22,17 +39,21 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool of `threads` threads in all (the caller counts as one; 0 means 1).
+    /// A pool of `threads` threads in all (the caller counts as one; 0 means 1), or of as
+    /// many as could be started ([`Pool::threads`] says).
     pub fn new(threads: usize) -> Self {
         let threads = threads.max(1);
-        #[cfg(target_family = "wasm")]
+        #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
         {
             let _ = threads;
             Pool { threads: 1 }
         }
-        #[cfg(not(target_family = "wasm"))]
+        #[cfg(any(not(target_family = "wasm"), target_feature = "atomics"))]
         {
-            let inner = (threads > 1).then(|| native::Inner::start(threads - 1));
+            let inner = (threads > 1)
+                .then(|| workers::Inner::start(threads - 1))
+                .filter(|inner| inner.workers() > 0);
+            let threads = 1 + inner.as_ref().map_or(0, workers::Inner::workers);
             Pool { threads, inner }
         }
     }
@@ -55,7 +76,7 @@ impl Pool {
     /// Runs `f(i, shares)` for every `i < shares` (at most [`Pool::threads`]) in parallel and
     /// returns when all are done. Regions from several callers take turns.
     pub fn run(&self, shares: usize, f: Job<'_>) {
-        #[cfg(not(target_family = "wasm"))]
+        #[cfg(any(not(target_family = "wasm"), target_feature = "atomics"))]
         if let (Some(inner), true) = (&self.inner, shares.min(self.threads) > 1) {
             inner.run(shares.min(self.threads), f);
             return;
@@ -136,20 +157,41 @@ impl ChunkPtr {
 unsafe impl Send for ChunkPtr {}
 unsafe impl Sync for ChunkPtr {}
 
-#[cfg(not(target_family = "wasm"))]
-mod native {
+#[cfg(any(not(target_family = "wasm"), target_feature = "atomics"))]
+mod workers {
     use super::Job;
     use std::cell::UnsafeCell;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Condvar, Mutex};
-    use std::thread::JoinHandle;
+
+    /// A started worker: joined on drop natively; a WebAssembly worker just returns (its Web
+    /// Worker is the embedder's).
+    #[cfg(not(target_family = "wasm"))]
+    type Handle = std::thread::JoinHandle<()>;
+    #[cfg(target_family = "wasm")]
+    type Handle = ();
+
+    /// Starts `run` as worker `share`.
+    #[cfg(not(target_family = "wasm"))]
+    fn spawn(share: usize, run: impl FnOnce() + Send + 'static) -> Option<Handle> {
+        std::thread::Builder::new()
+            .name(format!("llm-kernel-{share}"))
+            .spawn(run)
+            .ok()
+    }
+
+    #[cfg(target_family = "wasm")]
+    fn spawn(_share: usize, run: impl FnOnce() + Send + 'static) -> Option<Handle> {
+        let spawner = super::SPAWNER.get()?;
+        spawner(Box::new(run)).then_some(())
+    }
 
     /// How long a worker spins for the next region before it sleeps.
     const SPINS: u32 = 1 << 16;
 
     pub(super) struct Inner {
         shared: Arc<Shared>,
-        workers: Vec<JoinHandle<()>>,
+        workers: Vec<Handle>,
         /// One region at a time.
         turn: Mutex<()>,
     }
@@ -184,13 +226,11 @@ mod native {
                 sleep: Mutex::new(0),
                 wake: Condvar::new(),
             });
+            // Shares must be 1..=n: the first worker that cannot start ends the list.
             let workers = (1..=workers)
-                .filter_map(|share| {
+                .map_while(|share| {
                     let shared = Arc::clone(&shared);
-                    std::thread::Builder::new()
-                        .name(format!("llm-kernel-{share}"))
-                        .spawn(move || worker(&shared, share))
-                        .ok()
+                    spawn(share, move || worker(&shared, share))
                 })
                 .collect();
             Inner {
@@ -198,6 +238,10 @@ mod native {
                 workers,
                 turn: Mutex::new(()),
             }
+        }
+
+        pub(super) fn workers(&self) -> usize {
+            self.workers.len()
         }
 
         pub(super) fn run(&self, shares: usize, f: Job<'_>) {
@@ -249,6 +293,7 @@ mod native {
                 let _sleeping = self.shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
                 self.shared.wake.notify_all();
             }
+            #[cfg(not(target_family = "wasm"))]
             for w in self.workers.drain(..) {
                 let _ = w.join();
             }

@@ -2,8 +2,9 @@
 //! (release build, CPU, one thread, in its worker; the relaxed-SIMD build the browser picks and
 //! the simd128 build other browsers get) against wllama (llama.cpp compiled
 //! to WebAssembly, npm `@wllama/wllama`, `n_threads: 1`, no GPU layers) on the same GGUF in the
-//! same browser, runs alternating (www/bench.html); and the same wasm-device decode against
-//! llama.cpp's native `llama-bench` on one thread.
+//! same browser, runs alternating (www/bench.html); wasm-device's threaded build (up to four
+//! threads, as many as the browser reports cores) against its one-thread build; and the
+//! one-thread decode against llama.cpp's native `llama-bench` on one thread.
 
 use super::{GENERATE, PROMPT, Row, llama_bench};
 use crate::run::{self, step};
@@ -114,6 +115,20 @@ pub fn device(args: &super::Args) -> Result<Vec<Row>> {
             wllama_prefill,
         ),
     ];
+    // The threaded build against the one-thread build (where the page got threads).
+    if result["runs"]["wasm-device-threads"].is_array() {
+        let threads = result["threads"]["wasm-device-threads"]
+            .as_u64()
+            .unwrap_or(0);
+        for (phase, one) in [("decode", ours_decode), ("prefill", ours_prefill)] {
+            let many = mean("wasm-device-threads", &format!("{phase}_tok_s"))?;
+            rows.push(row(
+                &format!("{phase} cpu threads={threads} vs threads=1"),
+                many,
+                one,
+            ));
+        }
+    }
     // The WebGPU path, against the CPU path of the same run (where the browser has an
     // adapter; on a software adapter a check that it runs, not a speed claim).
     let gpu = &result["webgpu"];
