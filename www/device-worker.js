@@ -27,7 +27,8 @@ const params = new URLSearchParams(self.location.search);
 const relaxed = params.get("kernels") !== "simd128" && WebAssembly.validate(RELAXED_PROBE);
 // Kernel threads: the cores the browser reports, at most four (the page and the browser need
 // some too), where the page is cross-origin isolated (shared memory needs it).
-const threads = Math.max(1, Math.min(Number(params.get("threads") ?? 4), navigator.hardwareConcurrency ?? 1));
+// `?threads=N` caps it; anything but a positive number keeps the default.
+const threads = Math.max(1, Math.min(Number(params.get("threads")) || 4, navigator.hardwareConcurrency ?? 1));
 const threaded = relaxed && threads > 1 && self.crossOriginIsolated === true;
 
 const ready = (async () => {

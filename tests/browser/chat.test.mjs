@@ -272,32 +272,32 @@ test("a reload reads the model from the browser's cache", async () => {
   assert.ok(seen >= 5, `device requests seen after the reload: ${seen}`);
 });
 
-test("the simd128 build (for browsers without relaxed SIMD) gives the same answer", async () => {
+/** Opens the page with `query` (another build of the module), checks its badge with `badge`,
+ * and checks that it answers the first question as the default build did. */
+async function sameAnswerWith(query, badge) {
   assert.ok(deviceAnswer, "the streamed-answer test ran first");
-  await page.goto(`${PAGE}?edge=${encodeURIComponent(EDGE)}&kernels=simd128`);
+  await page.goto(`${PAGE}?edge=${encodeURIComponent(EDGE)}&${query}`);
   await page.waitForSelector("#model-badge[data-state=ok]", { timeout: 180_000 });
-  const badge = await page.innerText("#backend-badge");
-  assert.match(badge, /simd128/);
-  assert.doesNotMatch(badge, /relaxed/);
+  badge(await page.innerText("#backend-badge"));
   await setPolicy({ betaDevice: 0, betaEdge: 0 });
   await ask("What is the capital of France?");
   const a = await finished();
   assert.equal(a.answeredBy, "device", a.meta);
   assert.equal(a.text, deviceAnswer);
+}
+
+test("the simd128 build (for browsers without relaxed SIMD) gives the same answer", async () => {
+  await sameAnswerWith("kernels=simd128", (badge) => {
+    assert.match(badge, /simd128/);
+    assert.doesNotMatch(badge, /relaxed/);
+  });
 });
 
 test("one thread (the build for pages that are not cross-origin isolated) gives the same answer", async () => {
-  assert.ok(deviceAnswer, "the streamed-answer test ran first");
-  await page.goto(`${PAGE}?edge=${encodeURIComponent(EDGE)}&threads=1`);
-  await page.waitForSelector("#model-badge[data-state=ok]", { timeout: 180_000 });
-  const badge = await page.innerText("#backend-badge");
-  assert.match(badge, /relaxed-simd/);
-  assert.doesNotMatch(badge, /threads/);
-  await setPolicy({ betaDevice: 0, betaEdge: 0 });
-  await ask("What is the capital of France?");
-  const a = await finished();
-  assert.equal(a.answeredBy, "device", a.meta);
-  assert.equal(a.text, deviceAnswer);
+  await sameAnswerWith("threads=1", (badge) => {
+    assert.match(badge, /relaxed-simd/);
+    assert.doesNotMatch(badge, /threads/);
+  });
 });
 
 test("nothing went wrong in the page", () => {

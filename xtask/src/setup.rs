@@ -59,18 +59,29 @@ pub fn rust_targets() -> Result<()> {
 }
 
 /// Installs [`NIGHTLY`] with the standard library's source and the browser target, if missing.
+/// Once per run: both setup and the page build ask for it.
 pub fn nightly_toolchain() -> Result<()> {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if CHECKED.get().is_some() {
+        return Ok(());
+    }
+    install_nightly()?;
+    let _ = CHECKED.set(());
+    Ok(())
+}
+
+fn install_nightly() -> Result<()> {
     step(&format!("Rust {NIGHTLY} (the page's threaded build)"));
-    let has = |what: &str| {
-        run::output(Command::new("rustup").args([
-            "component",
-            "list",
-            "--installed",
-            "--toolchain",
-            NIGHTLY,
-        ]))
-        .is_ok_and(|out| out.lines().any(|l| l.trim().starts_with(what)))
-    };
+    // Fails (so: install) where the toolchain is not there at all.
+    let installed = run::output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ]))
+    .unwrap_or_default();
+    let has = |what: &str| installed.lines().any(|l| l.trim().starts_with(what));
     if has("rust-src") && has("rust-std-wasm32-unknown-unknown") {
         eprintln!("  installed: {NIGHTLY} with rust-src and wasm32-unknown-unknown");
         return Ok(());
